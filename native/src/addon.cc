@@ -1,0 +1,17 @@
+// The addon is split by the kernel/library surface it wraps; each part registers its own functions.
+#include <napi.h>
+
+namespace wlscanout {
+void InitFds(Napi::Env env, Napi::Object exports);
+void InitFdWatcher(Napi::Env env, Napi::Object exports);
+void InitWayland(Napi::Env env, Napi::Object exports);
+}  // namespace wlscanout
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  wlscanout::InitFds(env, exports);
+  wlscanout::InitFdWatcher(env, exports);
+  wlscanout::InitWayland(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(wlscanout, Init)
