@@ -10,12 +10,8 @@
 import type { PixelFormat } from '../formats.js';
 import type { RgbaImage } from '../capture/png.js';
 
-export interface Rect {
-  x: number;
-  y: number;
-  width: number;
-  height: number;
-}
+import type { Rect } from '../geometry.js';
+export type { Rect } from '../geometry.js';
 
 export interface PatternTarget {
   /** View of exactly this buffer's memory, starting at its first pixel. */

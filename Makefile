@@ -1,0 +1,32 @@
+# Two set-up commands: `make demo` and `make test`. Each installs what is missing, builds, then runs.
+SHELL := /bin/bash
+NODE_HEADERS := $(firstword $(wildcard /usr/include/node/node_api.h))
+# Build the addon against the installed Node's headers (no download of headers needed).
+export npm_config_nodedir := $(if $(NODE_HEADERS),/usr,)
+
+.PHONY: all deps npm build demo test bench clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+node_modules/.package-lock.json: package.json package-lock.json | deps
+	@# npm 11's `npm ci` rejects a lock file that omits other platforms' optional packages
+	@# (this registry serves only linux-x64 ones); `npm install` then reproduces the same tree.
+	npm ci --no-audit --no-fund || npm install --no-audit --no-fund
+	@touch $@
+
+npm: node_modules/.package-lock.json
+
+build: npm
+	npm run --silent build
+
+demo: build
+	node dist/cli/main.js demo
+
+test: build
+	npx vitest run
+
+clean:
+	rm -rf dist native/build src/wayland/protocols

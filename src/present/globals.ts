@@ -1,0 +1,83 @@
+// Binds the compositor globals the presenter uses, each at the highest version both sides know.
+import type { Connection } from '../wayland/connection.js';
+import {
+  WlCompositor, WlShm, WlOutput, WlSeat, XdgWmBase, WpViewporter, WpPresentation, ZxdgDecorationManagerV1,
+  WpFractionalScaleManagerV1, ZwlrScreencopyManagerV1, WestonScreenshooter, WlShmFormat,
+} from '../wayland/protocols/index.js';
+import type { Proxy, ProxyClass } from '../wayland/proxy.js';
+
+export interface Global {
+  name: number;
+  interface: string;
+  version: number;
+}
+
+export interface Globals {
+  all: Global[];
+  compositor: WlCompositor;
+  shm: WlShm;
+  /** wl_shm formats the compositor accepts, as wl_shm.format codes. */
+  shmFormats: Set<number>;
+  wmBase: XdgWmBase | null;
+  viewporter: WpViewporter | null;
+  presentation: WpPresentation | null;
+  presentationClock: number | null;
+  decorationManager: ZxdgDecorationManagerV1 | null;
+  fractionalScaleManager: WpFractionalScaleManagerV1 | null;
+  screencopyManager: ZwlrScreencopyManagerV1 | null;
+  screenshooter: WestonScreenshooter | null;
+  outputs: Map<number, { output: WlOutput; name: number; scale: number; width: number; height: number }>;
+  seats: WlSeat[];
+}
+
+/** Binds globals after one roundtrip, then a second roundtrip collects their initial events. */
+export async function bindGlobals(connection: Connection): Promise<Globals> {
+  const all: Global[] = [];
+  const registry = connection.display.getRegistry();
+  registry.on({ global: (name, iface, version) => all.push({ name, interface: iface, version }) });
+  await connection.roundtrip();
+
+  const bind = <T extends Proxy>(cls: ProxyClass<T>, minVersion = 1): T | null => {
+    const g = all.find((x) => x.interface === cls.iface.name);
+    if (!g || g.version < minVersion) return null;
+    return registry.bind(g.name, cls, Math.min(g.version, cls.iface.version));
+  };
+  const compositor = bind(WlCompositor, 4);
+  const shm = bind(WlShm);
+  if (!compositor) throw new Error('the compositor offers no wl_compositor v4 (needed for damage_buffer)');
+  if (!shm) throw new Error('the compositor offers no wl_shm');
+  const shmFormats = new Set<number>([WlShmFormat.argb8888, WlShmFormat.xrgb8888]); // always supported
+  shm.on({ format: (f) => shmFormats.add(f) });
+
+  const globals: Globals = {
+    all, compositor, shm, shmFormats,
+    wmBase: bind(XdgWmBase),
+    viewporter: bind(WpViewporter),
+    presentation: bind(WpPresentation),
+    presentationClock: null,
+    decorationManager: bind(ZxdgDecorationManagerV1),
+    fractionalScaleManager: bind(WpFractionalScaleManagerV1),
+    screencopyManager: bind(ZwlrScreencopyManagerV1),
+    screenshooter: bind(WestonScreenshooter),
+    outputs: new Map(),
+    seats: [],
+  };
+  globals.wmBase?.on({ ping: (serial) => globals.wmBase!.pong(serial) });
+  globals.presentation?.on({ clockId: (clock) => { globals.presentationClock = clock; } });
+  for (const g of all.filter((x) => x.interface === 'wl_output')) {
+    const output = registry.bind(g.name, WlOutput, Math.min(g.version, 3));
+    const entry = { output, name: g.name, scale: 1, width: 0, height: 0 };
+    output.on({
+      scale: (factor) => { entry.scale = factor; },
+      mode: (flags, width, height) => {
+        if (flags & 1) { entry.width = width; entry.height = height; } // current mode
+      },
+    });
+    globals.outputs.set(output.handle, entry);
+  }
+  for (const g of all.filter((x) => x.interface === 'wl_seat')) {
+    globals.seats.push(registry.bind(g.name, WlSeat, Math.min(g.version, 5)));
+  }
+  await connection.roundtrip();
+  return globals;
+}
