@@ -426,6 +426,19 @@ describe('FdWatcher', () => {
     expect({ status, stdout, stderr }).toEqual({ status: 0, stdout: 'calls 1', stderr: '' });
   });
 
+  it('a started watcher is not garbage-collected even when unreferenced', () => {
+    const { status, stdout, stderr } = runChild(childPrelude + `
+      const [x, y] = a.socketpair();
+      (() => {
+        const w = new a.FdWatcher(x, () => { w.close(); a.close(x); a.close(y); console.log('fired'); });
+        w.start(a.constants.POLL_READABLE);
+      })();
+      for (let i = 0; i < 3; i++) { gc(); await new Promise((r) => setImmediate(r)); }
+      a.sendmsg(y, Buffer.from('!'), []);
+    `);
+    expect({ status, stdout, stderr }).toEqual({ status: 0, stdout: 'fired', stderr: '' });
+  });
+
   it('lets the process exit after stop(), and survives GC of unclosed watchers', () => {
     const { status, stdout, stderr } = runChild(childPrelude + `
       const [x, y] = a.socketpair();
