@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { groupMembers, startSway, startWeston, type Compositor, type RgbaImage } from './harness/compositors.js';
+import { groupMembers, startSway, startWeston, type Compositor, type RgbaImage } from '../src/embedded/compositors.js';
 
 const running: Compositor[] = [];
 afterEach(async () => { await Promise.all(running.splice(0).map((c) => c.stop())); });

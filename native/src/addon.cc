@@ -5,12 +5,14 @@ namespace wlscanout {
 void InitFds(Napi::Env env, Napi::Object exports);
 void InitFdWatcher(Napi::Env env, Napi::Object exports);
 void InitWayland(Napi::Env env, Napi::Object exports);
+void InitClock(Napi::Env env, Napi::Object exports);
 }  // namespace wlscanout
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   wlscanout::InitFds(env, exports);
   wlscanout::InitFdWatcher(env, exports);
   wlscanout::InitWayland(env, exports);
+  wlscanout::InitClock(env, exports);
   return exports;
 }
 

@@ -102,6 +102,9 @@ export interface NativeAddon {
   close(fd: number): void;
   // fd_watcher.cc
   FdWatcher: new (fd: number, callback: (status: number, events: number) => void) => NativeFdWatcher;
+  // clock.cc
+  /** clock_gettime(clockId) in ns. */
+  clockNow(clockId: number): bigint;
   // wayland.cc
   wlDefineInterfaces(interfaces: InterfaceDescriptor[]): void;
   WlConnection: NativeWlConnectionConstructor;

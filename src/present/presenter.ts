@@ -142,7 +142,7 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
     surface.frame().on({ done: (time) => this.onFrameDone(time) });
     this.waitingForFrameCallback = true;
     if (this.globals.presentation) {
-      requestFeedback(this.globals.presentation, surface, frame.seq, frame.flushedAt,
+      requestFeedback(this.globals.presentation, this.globals.presentationClock ?? 1, surface, frame.seq, frame.flushedAt,
         (p) => { this.stats.framesPresented++; this.stats.lastPresented = p; this.emit('presented', p); },
         () => { this.stats.framesDiscarded++; });
     }

@@ -1,4 +1,4 @@
-// Headless Wayland compositors (weston, sway) for integration tests.
+// Headless Wayland compositors (weston, sway) that `wlscanout demo` and the tests start on private sockets.
 // Each compositor runs in its own process group with a private runtime dir;
 // stop() (or process exit) kills the whole group and removes the temp dirs.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
@@ -6,9 +6,10 @@ import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, 
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readPng, type RgbaImage } from './png.js';
+import { decodePng, type RgbaImage } from '../capture/png.js';
 
-export type { RgbaImage } from './png.js';
+export type { RgbaImage } from '../capture/png.js';
+const readPng = (source: string | Buffer): RgbaImage => decodePng(typeof source === 'string' ? readFileSync(source) : source);
 
 export interface Compositor {
   kind: 'weston' | 'sway';
