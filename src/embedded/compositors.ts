@@ -195,10 +195,14 @@ export async function startWeston(opts: { width?: number; height?: number; shell
   const lay = makeDirs('weston');
   const socketName = 'wayland-0';
   const socket = join(lay.runtimeDir, socketName);
+  // No animations and no panel: what a client commits is on screen at the next repaint, edge to edge.
+  const config = join(lay.home, 'weston.ini');
+  writeFileSync(config, ['[core]', 'idle-time=0', '[shell]', 'animation=none', 'close-animation=none',
+    'startup-animation=none', 'focus-animation=none', 'panel-position=none', 'background-color=0xff000000', ''].join('\n'));
   const args = [
     '--backend=headless-backend.so', '--use-pixman', // headless renders nothing without --use-pixman
     `--socket=${socketName}`, `--width=${width}`, `--height=${height}`,
-    '--idle-time=0', '--no-config', '--debug', // --debug exposes weston_screenshooter
+    '--idle-time=0', `--config=${config}`, '--debug', // --debug exposes weston_screenshooter
     `--shell=${opts.shell === 'kiosk' ? 'kiosk-shell.so' : 'desktop-shell.so'}`,
   ];
   const l = launch('setpriv', ['--pdeathsig=KILL', 'weston', ...args], baseEnv(lay), lay.base);

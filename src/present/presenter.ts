@@ -26,8 +26,13 @@ export interface PresenterStats {
   framesSkipped: number;
   framesPresented: number;
   framesDiscarded: number;
+  /** Feedback requested and not yet answered; capped, since some compositors (sway 1.7 headless) never answer. */
+  feedbackOutstanding: number;
   lastPresented: PresentedFrame | null;
 }
+
+// wp_presentation_feedback has no destroy request: a compositor that never answers would make them pile up.
+const MAX_OUTSTANDING_FEEDBACK = 16;
 
 type PresenterEvents = {
   /** The compositor is ready for a new frame (frame callback): a good moment for the guest to draw. */
@@ -40,7 +45,7 @@ type PresenterEvents = {
 
 export class ShmPresenter extends EventEmitter<PresenterEvents> {
   readonly stats: PresenterStats = {
-    framesReceived: 0, framesCommitted: 0, framesSkipped: 0, framesPresented: 0, framesDiscarded: 0, lastPresented: null,
+    framesReceived: 0, framesCommitted: 0, framesSkipped: 0, framesPresented: 0, framesDiscarded: 0, feedbackOutstanding: 0, lastPresented: null,
   };
   readonly buffers: ShmBufferCache;
   private pending: MemfdFrame | null = null;
@@ -141,10 +146,16 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
     this.pendingDamage = [];
     surface.frame().on({ done: (time) => this.onFrameDone(time) });
     this.waitingForFrameCallback = true;
-    if (this.globals.presentation) {
+    if (this.globals.presentation && this.stats.feedbackOutstanding < MAX_OUTSTANDING_FEEDBACK) {
+      this.stats.feedbackOutstanding++;
       requestFeedback(this.globals.presentation, this.globals.presentationClock ?? 1, surface, frame.seq, frame.flushedAt,
-        (p) => { this.stats.framesPresented++; this.stats.lastPresented = p; this.emit('presented', p); },
-        () => { this.stats.framesDiscarded++; });
+        (p) => {
+          this.stats.feedbackOutstanding--;
+          this.stats.framesPresented++;
+          this.stats.lastPresented = p;
+          this.emit('presented', p);
+        },
+        () => { this.stats.feedbackOutstanding--; this.stats.framesDiscarded++; });
     }
     surface.commit();
     this.stats.framesCommitted++;
