@@ -84,12 +84,14 @@ describe('window sizing on sway', () => {
   beforeAll(async () => { sway = await startSway({ width: W, height: H }); }, 30_000);
   afterAll(async () => { await sway?.stop(); });
 
+  /** Bounding box of the pixels that differ from the corner pixel (sway's background, or the guest's black header). */
   function litBounds(image: { width: number; height: number; data: Uint8Array }) {
     let x0 = image.width, y0 = image.height, x1 = -1, y1 = -1;
+    const bg = image.data.subarray(0, 3);
     for (let y = 0; y < image.height; y++) {
       for (let x = 0; x < image.width; x++) {
         const i = (y * image.width + x) * 4;
-        if (image.data[i] + image.data[i + 1] + image.data[i + 2] > 24) {
+        if ([0, 1, 2].some((c) => Math.abs(image.data[i + c] - bg[c]) > 8)) {
           x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x); y1 = Math.max(y1, y);
         }
       }
@@ -106,7 +108,6 @@ describe('window sizing on sway', () => {
       await waitFor('the tiled configure', () => presenter.window.configuredSize.width === W);
       await waitFor('a few frames', () => presenter.stats.framesCommitted >= 5);
       expect(litBounds(await sway.capture())).toEqual({ width: W, height: H });
-      const buffers = presenter.buffers.stats.buffersCreated;
 
       const destinations: unknown[] = [];
       presenter.on('configured', (dest) => destinations.push(dest));
@@ -117,7 +118,8 @@ describe('window sizing on sway', () => {
       await waitFor('frames after the resize', () => presenter.stats.framesCommitted >= committed + 5);
       expect(litBounds(await sway.capture())).toEqual({ width: 400, height: 300 });
       run.stop();
-      expect(presenter.buffers.stats.buffersCreated).toBe(buffers);
+      // One wl_buffer per guest scan-out buffer (3), one pool on the guest memfd, whatever the window size.
+      expect(presenter.buffers.stats.buffersCreated).toBeLessThanOrEqual(3);
       expect(presenter.buffers.stats.poolsCreated).toBe(1);
       expect(guest.ramSize).toBe(3 * Math.ceil((320 * 240 * 4) / 4096) * 4096);
     } finally {
