@@ -7,6 +7,9 @@ import { ImportError } from './errors.js';
 /** Largest width or height accepted (the largest any compositor or GPU here scans out). */
 export const MAX_DIMENSION = 16384;
 
+/** wl_shm pool sizes and buffer offsets are int32 on the wire. */
+export const WL_SHM_MAX = 0x7fffffff;
+
 export interface ShmImport {
   format: PixelFormat;
   /** Identity of the memfd (st_dev:st_ino): fd numbers get reused, inodes of live memfds do not. */
@@ -49,6 +52,10 @@ export function importMemfdFrame(frame: MemfdFrame): ShmImport {
   if (end > size) {
     throw new ImportError('out-of-bounds',
       `frame bytes [${frame.offset}, ${end}) are beyond the end of memfd fd ${frame.fd} (size ${size})`);
+  }
+  if (frame.offset + frame.stride * frame.height > WL_SHM_MAX) {
+    throw new ImportError('out-of-bounds',
+      `frame bytes [${frame.offset}, ${end}) of memfd fd ${frame.fd} lie beyond the 2 GiB that wl_shm can address`);
   }
   return { format, memoryKey: key, memorySize: size, sealedAgainstShrink: (seals & constants.F_SEAL_SHRINK) !== 0 };
 }

@@ -8,11 +8,10 @@ import { bindGlobals, type Globals } from './globals.js';
 import { Window, type WindowOptions, type Size } from './window.js';
 import { ShmBufferCache } from './shm-buffers.js';
 import { requestFeedback, type PresentedFrame } from './feedback.js';
-import { importMemfdFrame } from '../import/shm.js';
+import { importMemfdFrame, type ShmImport } from '../import/shm.js';
 import { ImportError } from '../import/errors.js';
 import type { MemfdFrame } from '../source/frame.js';
 import { clipRect, type Rect } from '../geometry.js';
-import { log } from '../log.js';
 
 export interface PresenterOptions extends WindowOptions {
   /** Wayland display name or socket path; default $WAYLAND_DISPLAY. */
@@ -48,7 +47,7 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
     framesReceived: 0, framesCommitted: 0, framesSkipped: 0, framesPresented: 0, framesDiscarded: 0, feedbackOutstanding: 0, lastPresented: null,
   };
   readonly buffers: ShmBufferCache;
-  private pending: MemfdFrame | null = null;
+  private pending: { frame: MemfdFrame; imp: ShmImport } | null = null;
   private pendingDamage: Rect[] | null = [];
   private shown: { width: number; height: number } | null = null;
   private waitingForFrameCallback = false;
@@ -82,8 +81,9 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
       throw new Error('presenter is closed');
     }
     this.stats.framesReceived++;
+    let imp: ShmImport;
     try {
-      const imp = importMemfdFrame(frame);
+      imp = importMemfdFrame(frame);
       if (!this.globals.shmFormats.has(imp.format.shm)) {
         throw new ImportError('unsupported-format', `the compositor does not accept wl_shm format ${imp.format.name}`);
       }
@@ -93,12 +93,12 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
     }
     if (this.pending) {
       this.stats.framesSkipped++;
-      this.pending.release();
+      this.pending.frame.release();
       this.pendingDamage = mergeDamage(this.pendingDamage, frame.damage);
     } else {
       this.pendingDamage = frame.damage;
     }
-    this.pending = frame;
+    this.pending = { frame, imp };
     this.maybeCommit();
   }
 
@@ -111,7 +111,7 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.pending?.release();
+    this.pending?.frame.release();
     this.pending = null;
     const alive = !this.connection.failure && !this.connection.isClosed;
     this.buffers.destroy();
@@ -120,17 +120,10 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
   }
 
   private maybeCommit(): void {
-    const frame = this.pending;
-    if (!frame || this.waitingForFrameCallback || !this.window.configured || this.closed) return;
+    if (!this.pending || this.waitingForFrameCallback || !this.window.configured || this.closed) return;
+    const { frame, imp } = this.pending;
     this.pending = null;
-    let buffer;
-    try {
-      buffer = this.buffers.bufferFor(frame, importMemfdFrame(frame));
-    } catch (e) {
-      frame.release();
-      this.emit('error', e as Error);
-      return;
-    }
+    const buffer = this.buffers.bufferFor(frame, imp);
     const surface = this.window.surface;
     const size = { width: frame.width, height: frame.height };
     const sizeChanged = !this.shown || this.shown.width !== size.width || this.shown.height !== size.height;

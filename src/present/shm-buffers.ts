@@ -4,10 +4,9 @@ import type { Connection } from '../wayland/connection.js';
 import type { WlBuffer, WlShm, WlShmPool } from '../wayland/protocols/index.js';
 import type { MemfdFrame } from '../source/frame.js';
 import type { ShmImport } from '../import/shm.js';
-import { ImportError } from '../import/errors.js';
 import { constants } from '../native/fds.js';
 
-const WL_SHM_MAX = 0x7fffffff; // pool sizes and buffer offsets are int32 on the wire
+import { WL_SHM_MAX } from '../import/shm.js';
 
 interface Pool {
   pool: WlShmPool;
@@ -45,10 +44,6 @@ export class ShmBufferCache {
   /** The wl_buffer showing `frame`, created on first use. `imp` is the frame's validated import. */
   bufferFor(frame: MemfdFrame, imp: ShmImport): ShmBuffer {
     const end = frame.offset + frame.stride * frame.height;
-    if (end > WL_SHM_MAX) {
-      throw new ImportError('out-of-bounds',
-        `frame bytes end at ${end}, beyond the 2 GiB wl_shm can address in memfd fd ${frame.fd}`);
-    }
     const pool = this.poolFor(frame.fd, imp.memoryKey, Math.min(WL_SHM_MAX, Math.ceil(end / constants.PAGE_SIZE) * constants.PAGE_SIZE));
     const key = `${frame.offset}:${frame.width}x${frame.height}:${frame.stride}:${imp.format.shm}`;
     let buffer = pool.buffers.get(key);
