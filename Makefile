@@ -29,4 +29,4 @@ test: build
 	npx vitest run
 
 clean:
-	rm -rf dist native/build src/wayland/protocols
+	rm -rf dist dist-examples native/build src/wayland/protocols
