@@ -9,15 +9,18 @@ const track = (c: Compositor) => (running.push(c), c);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+const pixel = (img: RgbaImage, i: number): number =>
+  new DataView(img.data.buffer, img.data.byteOffset, img.data.byteLength).getUint32(i, true);
+
 function distinctPixels(img: RgbaImage, limit = 16): number {
   const seen = new Set<number>();
-  for (let i = 0; i < img.data.length && seen.size < limit; i += 4) seen.add(img.data.readUInt32LE(i));
+  for (let i = 0; i < img.data.length && seen.size < limit; i += 4) seen.add(pixel(img, i));
   return seen.size;
 }
 
 function changedPixels(a: RgbaImage, b: RgbaImage): number {
   let n = 0;
-  for (let i = 0; i < a.data.length; i += 4) if (a.data.readUInt32LE(i) !== b.data.readUInt32LE(i)) n++;
+  for (let i = 0; i < a.data.length; i += 4) if (pixel(a, i) !== pixel(b, i)) n++;
   return n;
 }
 
