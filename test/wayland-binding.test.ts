@@ -44,7 +44,7 @@ describe('libwayland binding', () => {
     ftruncate(fd, 4096);
     shm.createPool(fd, -1); // a negative size is a protocol error
     close(fd);
-    await expect(connection.roundtrip()).rejects.toThrow(/Wayland protocol error on wl_shm#\d+: error code/);
+    await expect(connection.roundtrip()).rejects.toThrow(/Wayland protocol error on wl_shm#\d+: error code 1 \(wl_shm@\d+: error 1: invalid size \(-1\)\)/);
     expect(errors).toHaveLength(1);
     expect(errors[0].protocolError).toMatchObject({ interface: 'wl_shm', code: WlShmError.invalid_stride });
     expect(() => shm.createPool(0, 1)).toThrow(/protocol error/);

@@ -7,6 +7,8 @@
 #include <wayland-client-core.h>
 
 #include <cerrno>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -105,6 +107,20 @@ Napi::Value DefineInterfaces(const Napi::CallbackInfo& info) {
     if (!BuildMessages(env, d.Get("events").As<Napi::Array>(), &iface->events, &iface->event_count)) break;
   }
   return env.Undefined();
+}
+
+// libwayland reports a protocol error's text only through its log handler: keep the last line for our error.
+std::string& LastLogLine() {
+  static std::string* line = new std::string();
+  return *line;
+}
+
+void LogHandler(const char* format, va_list args) {
+  char buffer[1024];
+  vsnprintf(buffer, sizeof buffer, format, args);
+  std::string line(buffer);
+  while (!line.empty() && line.back() == '\n') line.pop_back();
+  LastLogLine() = line;
 }
 
 struct ProxyEntry {
@@ -381,8 +397,10 @@ class WlConnection : public Napi::ObjectWrap<WlConnection> {
       uint32_t id = 0;
       uint32_t code = wl_display_get_protocol_error(display_, &iface, &id);
       std::string name = iface ? iface->name : "unknown";
+      std::string text = LastLogLine();
       Napi::Error error = Napi::Error::New(env_, "Wayland protocol error on " + name + "#" + std::to_string(id) +
-                                                     ": error code " + std::to_string(code));
+                                                     ": error code " + std::to_string(code) +
+                                                     (text.empty() ? "" : " (" + text + ")"));
       Napi::Object details = Napi::Object::New(env_);
       details.Set("interface", name);
       details.Set("id", id);
@@ -515,6 +533,7 @@ class WlConnection : public Napi::ObjectWrap<WlConnection> {
 }  // namespace
 
 void InitWayland(Napi::Env env, Napi::Object exports) {
+  wl_log_set_handler_client(LogHandler);
   exports.Set("wlDefineInterfaces", Napi::Function::New(env, DefineInterfaces, "wlDefineInterfaces"));
   exports.Set("WlConnection", WlConnection::Define(env));
 }

@@ -27,7 +27,8 @@ export interface Globals {
   screencopyManager: ZwlrScreencopyManagerV1 | null;
   screenshooter: WestonScreenshooter | null;
   outputs: Map<number, { output: WlOutput; name: number; scale: number; width: number; height: number }>;
-  seats: WlSeat[];
+  /** Seats with their latest wl_seat.capabilities. */
+  seats: { seat: WlSeat; capabilities: number }[];
 }
 
 /** Binds globals after one roundtrip, then a second roundtrip collects their initial events. */
@@ -76,7 +77,9 @@ export async function bindGlobals(connection: Connection): Promise<Globals> {
     globals.outputs.set(output.handle, entry);
   }
   for (const g of all.filter((x) => x.interface === 'wl_seat')) {
-    globals.seats.push(registry.bind(g.name, WlSeat, Math.min(g.version, 5)));
+    const entry = { seat: registry.bind(g.name, WlSeat, Math.min(g.version, 5)), capabilities: 0 };
+    entry.seat.on({ capabilities: (caps) => { entry.capabilities = caps; } });
+    globals.seats.push(entry);
   }
   await connection.roundtrip();
   return globals;

@@ -8,10 +8,12 @@ import { bindGlobals, type Globals } from './globals.js';
 import { Window, type WindowOptions, type Size } from './window.js';
 import { ShmBufferCache } from './shm-buffers.js';
 import { requestFeedback, type PresentedFrame } from './feedback.js';
+import { installShortcuts } from './shortcuts.js';
 import { importMemfdFrame, type ShmImport } from '../import/shm.js';
 import { ImportError } from '../import/errors.js';
 import type { MemfdFrame } from '../source/frame.js';
 import { clipRect, type Rect } from '../geometry.js';
+import { log } from '../log.js';
 
 export interface PresenterOptions extends WindowOptions {
   /** Wayland display name or socket path; default $WAYLAND_DISPLAY. */
@@ -52,6 +54,8 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
   private shown: { width: number; height: number } | null = null;
   private waitingForFrameCallback = false;
   private closed = false;
+  private readonly unsealedWarned = new Set<string>();
+  private readonly removeShortcuts: () => void;
 
   private constructor(readonly connection: Connection, readonly globals: Globals, readonly window: Window) {
     super();
@@ -59,12 +63,14 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
     connection.on('error', (e) => this.fail(e));
     window.on('configured', () => this.onConfigured());
     window.on('close', () => this.emit('close'));
+    this.removeShortcuts = installShortcuts(globals, window);
   }
 
   static async open(options: PresenterOptions): Promise<ShmPresenter> {
     const connection = new Connection(options.display);
     try {
       const globals = await bindGlobals(connection);
+      log.debug({ globals: globals.all.map((g) => `${g.interface}@${g.version}`) }, 'compositor globals');
       const window = new Window(globals, options);
       return new ShmPresenter(connection, globals, window);
     } catch (e) {
@@ -88,8 +94,13 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
         throw new ImportError('unsupported-format', `the compositor does not accept wl_shm format ${imp.format.name}`);
       }
     } catch (e) {
+      log.warn({ seq: frame.seq, fd: frame.fd, err: (e as Error).message }, 'frame refused');
       frame.release();
       throw e;
+    }
+    if (!imp.sealedAgainstShrink && !this.unsealedWarned.has(imp.memoryKey)) {
+      this.unsealedWarned.add(imp.memoryKey);
+      log.warn({ fd: frame.fd, memfd: imp.memoryKey }, 'memfd is not sealed against shrinking: if the source truncates it, the compositor may fail');
     }
     if (this.pending) {
       this.stats.framesSkipped++;
@@ -115,7 +126,10 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
     this.pending = null;
     const alive = !this.connection.failure && !this.connection.isClosed;
     this.buffers.destroy();
-    if (alive) this.window.destroy();
+    if (alive) {
+      this.removeShortcuts();
+      this.window.destroy();
+    }
     this.connection.close();
   }
 
@@ -161,6 +175,8 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
   }
 
   private onConfigured(): void {
+    log.debug({ size: this.window.configuredSize, fullscreen: this.window.fullscreen, scale120: this.window.preferredScale120 },
+      'window configured');
     if (this.shown) {
       const dest = this.window.applySize(this.shown);
       this.window.surface.commit(); // new viewport destination, same buffer: no guest reallocation
