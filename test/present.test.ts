@@ -148,4 +148,23 @@ describe('window sizing on sway', () => {
       guest.close();
     }
   }, 30_000);
+
+  it('keeps guest pixels 1:1 on a scale-2 output', async () => {
+    await sway.swaymsg!('output', 'HEADLESS-1', 'scale', '2');
+    const presenter = await openPresenter(sway.socket, { fullscreen: true });
+    const guest = makeGuest(W, H);
+    try {
+      const run = runGuest(guest, presenter);
+      await waitFor('the output scale', () => presenter.window.preferredScale120 === 240);
+      const committed = presenter.stats.framesCommitted;
+      await waitFor('frames at scale 2', () => presenter.stats.framesCommitted >= committed + 3);
+      run.stop();
+      expect(presenter.window.configuredSize).toEqual({ width: W / 2, height: H / 2 }); // logical size
+      expect(verifyPatternExact(await sway.capture(), full, XRGB).mismatches).toBe(0);
+    } finally {
+      presenter.close();
+      guest.close();
+      await sway.swaymsg!('output', 'HEADLESS-1', 'scale', '1');
+    }
+  }, 30_000);
 });
