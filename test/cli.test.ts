@@ -62,6 +62,7 @@ describe('wlscanout CLI', () => {
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout.trim()).toBe(join(dir, 'shot.png'));
       expect(r.stderr).toContain('screenshot shows guest frame 29: checksum matches');
+      expect(r.stderr).toMatch(/wl_buffers on 1 pool\(s\) made on the guest memfd itself \(zero-copy\)/);
       const image = decodePng(readFileSync(join(dir, 'shot.png')));
       expect([image.width, image.height]).toEqual([640, 400]);
       const decoded = decodePattern(image, { x: 0, y: 0, width: 640, height: 400 });

@@ -8,6 +8,7 @@ import { runGuest } from '../pipeline.js';
 import { captureOutput } from '../capture/output-capture.js';
 import { encodePng } from '../capture/png.js';
 import { log } from '../log.js';
+import { fstat } from '../native/fds.js';
 import { parseCount, parseFormat, parseSize } from './args.js';
 
 export const demoHelp = `wlscanout demo [options]
@@ -64,8 +65,11 @@ export async function demoCommand(argv: string[]): Promise<number> {
     } finally {
       process.off('SIGINT', stop);
     }
+    const ram = fstat(guest.memfd);
+    const zeroCopy = [...p.buffers.pools.keys()].every((key) => key === `${ram.dev}:${ram.ino}`);
     process.stderr.write(`shown ${p.stats.framesCommitted} frames (${p.stats.framesPresented} presented), ` +
-      `${p.buffers.stats.buffersCreated} wl_buffers on ${p.buffers.stats.poolsCreated} pool(s), 0 bytes copied\n`);
+      `${p.buffers.stats.buffersCreated} wl_buffers on ${p.buffers.stats.poolsCreated} pool(s)` +
+      `${zeroCopy ? ' made on the guest memfd itself (zero-copy)' : ''}\n`);
     if (!screenshot) return 0;
     const image = await captureOutput(p.connection, p.globals);
     const file = resolve(screenshot);
