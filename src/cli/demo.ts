@@ -56,6 +56,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
       appId: 'wlscanout', fullscreen: values.fullscreen || embedded,
     });
     const p = presenter;
+    // A lost compositor also surfaces through run.done or the capture below, which report it.
+    p.on('error', (e) => log.debug({ err: e.message }, 'presenter error'));
     const run = runGuest(guest, p, frames);
     const stop = (): void => run.stop();
     process.once('SIGINT', stop);

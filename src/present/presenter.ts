@@ -94,7 +94,7 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
         throw new ImportError('unsupported-format', `the compositor does not accept wl_shm format ${imp.format.name}`);
       }
     } catch (e) {
-      log.warn({ seq: frame.seq, fd: frame.fd, err: (e as Error).message }, 'frame refused');
+      log.debug({ seq: frame.seq, fd: frame.fd, err: (e as Error).message }, 'frame refused');
       frame.release();
       throw e;
     }
@@ -115,7 +115,6 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
 
   setFullscreen(on: boolean): void {
     this.window.setFullscreen(on);
-    this.connection.native.flush();
   }
 
   /** Releases every frame, destroys the window and disconnects. */
