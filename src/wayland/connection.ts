@@ -43,10 +43,11 @@ export class Connection extends EventEmitter<{ error: [ConnectionError] }> {
   /** Resolves once the compositor has processed every request sent so far. */
   roundtrip(): Promise<void> {
     return new Promise((resolve, reject) => {
+      if (this.failure) return reject(this.failure);
+      const onError = (e: ConnectionError): void => reject(e);
       const callback: WlCallback = this.display.sync();
-      callback.on({ done: () => resolve() });
-      if (this.failure) reject(this.failure);
-      else this.once('error', reject);
+      callback.on({ done: () => { this.off('error', onError); resolve(); } });
+      this.once('error', onError);
     });
   }
 
