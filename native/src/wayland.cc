@@ -444,11 +444,23 @@ class WlConnection : public Napi::ObjectWrap<WlConnection> {
 
   void Pump(int status, int events) {
     if (status < 0) {
-      Fail(ErrnoError(env_, "uv_poll", -status));
+      // libuv reports POLLERR (e.g. a reset connection) as UV_EBADF: reading tells the socket's real error.
+      if (ReadAndDispatch()) Fail(ErrnoError(env_, "uv_poll", -status));
+      if (closeRequested_) Close();
       return;
     }
     if (events & UV_WRITABLE) DoFlush();
     if (failed_ || !(events & (UV_READABLE | UV_DISCONNECT))) return;
+    ReadAndDispatch();
+    if (closeRequested_) {
+      Close();
+      return;
+    }
+    DoFlush();
+  }
+
+  // Reads what the socket has and dispatches it; on failure reports libwayland's error and returns false.
+  bool ReadAndDispatch() {
     dispatching_ = true;
     bool ok = true;
     while (ok && wl_display_prepare_read(display_) != 0) ok = wl_display_dispatch_pending(display_) >= 0;
@@ -456,11 +468,7 @@ class WlConnection : public Napi::ObjectWrap<WlConnection> {
     if (ok) ok = wl_display_dispatch_pending(display_) >= 0;
     dispatching_ = false;
     if (!ok) FailFromDisplay();
-    if (closeRequested_) {
-      Close();
-      return;
-    }
-    DoFlush();
+    return ok;
   }
 
   static int Dispatch(const void* impl, void* target, uint32_t opcode, const wl_message* msg, wl_argument* args) {
