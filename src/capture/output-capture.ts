@@ -2,10 +2,10 @@
 // wlr-screencopy (sway, wlroots) or weston_screenshooter (weston --debug).
 import type { Connection } from '../wayland/connection.js';
 import type { Globals } from '../present/globals.js';
-import type { WlOutput } from '../wayland/protocols/index.js';
+import type { WlBuffer, WlOutput } from '../wayland/protocols/index.js';
 import { ZwlrScreencopyFrameV1Flags } from '../wayland/protocols/index.js';
 import { memfdCreate, ftruncate, pread, close } from '../native/fds.js';
-import { formatByShm, formatByFourcc, formatByName, type PixelFormat } from '../formats.js';
+import { formatByShm, formatByName, type PixelFormat } from '../formats.js';
 import { toRgba, type RgbaImage } from './png.js';
 
 export interface OutputCapture extends RgbaImage {
@@ -15,7 +15,7 @@ export interface OutputCapture extends RgbaImage {
 interface ShmTarget {
   fd: number;
   release(): void;
-  buffer: ReturnType<ReturnType<Globals['shm']['createPool']>['createBuffer']>;
+  buffer: WlBuffer;
 }
 
 function shmTarget(globals: Globals, width: number, height: number, stride: number, format: PixelFormat): ShmTarget {
@@ -95,7 +95,7 @@ function westonShot(connection: Connection, globals: Globals, output: WlOutput, 
         connection.off('error', onError);
         try {
           // weston writes opaque pixels but leaves alpha undefined: read them as XRGB.
-          resolve(readImage(target, width, height, stride, formatByFourcc(formatByName('XRGB8888')!.fourcc)!, false));
+          resolve(readImage(target, width, height, stride, formatByName('XRGB8888')!, false));
         } finally {
           target.release();
         }

@@ -3,10 +3,8 @@
 import type { Connection } from '../wayland/connection.js';
 import type { WlBuffer, WlShm, WlShmPool } from '../wayland/protocols/index.js';
 import type { MemfdFrame } from '../source/frame.js';
-import type { ShmImport } from '../import/shm.js';
+import { WL_SHM_MAX, type ShmImport } from '../import/shm.js';
 import { constants } from '../native/fds.js';
-
-import { WL_SHM_MAX } from '../import/shm.js';
 
 interface Pool {
   pool: WlShmPool;
@@ -28,7 +26,8 @@ export interface ShmBufferStats {
   poolsCreated: number;
   buffersCreated: number;
   buffersDestroyed: number;
-  /** Frames that arrived for a buffer the compositor had not released yet (a source bug). */
+  /** Frames attached with a buffer the compositor had not released yet: a source re-presenting its front buffer
+   *  (single-buffered guests) or writing a buffer the compositor still reads. */
   reuseWhileHeld: number;
 }
 
