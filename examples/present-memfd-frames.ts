@@ -1,6 +1,6 @@
 // Embedding wlscanout: a VMM hands frames that live in its guest-RAM memfd to the wl_shm presenter.
 // Built by `make` into dist-examples/; run inside a Wayland session: node dist-examples/examples/present-memfd-frames.js
-import { ShmPresenter } from '../src/present/presenter.js';
+import { Presenter } from '../src/present/presenter.js';
 import { memfdCreate, ftruncate, addSeals, mmap, constants } from '../src/native/fds.js';
 import { formatByName } from '../src/formats.js';
 
@@ -16,7 +16,7 @@ addSeals(ram, constants.F_SEAL_SHRINK);
 const pixels = new Uint32Array(mmap(ram, 0, stride * height, true));
 pixels.fill(format.pack(0, 128, 255, 255));
 
-const presenter = await ShmPresenter.open({ title: 'my VM', appId: 'my-vmm' });
+const presenter = await Presenter.open({ title: 'my VM', appId: 'my-vmm' });
 presenter.on('close', () => { presenter.close(); process.exit(0); });
 presenter.on('error', (e) => { console.error(e.message); process.exit(1); });
 

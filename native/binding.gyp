@@ -8,7 +8,9 @@
         "src/fds.cc",
         "src/fd_watcher.cc",
         "src/wayland.cc",
-        "src/clock.cc"
+        "src/clock.cc",
+        "src/dmabuf.cc",
+        "src/sync_file.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],

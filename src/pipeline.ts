@@ -1,7 +1,7 @@
 // Drives a built-in guest into a presenter: the guest draws when the compositor asks for a frame
 // (frame callback) and a buffer is free, so it never renders faster than the display.
 import type { BuiltinGuest } from './source/builtin-guest.js';
-import type { ShmPresenter } from './present/presenter.js';
+import type { Presenter } from './present/presenter.js';
 
 export interface GuestRun {
   /** Resolves after `frames` frames were committed (or never, when frames is Infinity, until stop()). */
@@ -9,7 +9,7 @@ export interface GuestRun {
   stop(): void;
 }
 
-export function runGuest(guest: BuiltinGuest, presenter: ShmPresenter, frames = Infinity): GuestRun {
+export function runGuest(guest: BuiltinGuest, presenter: Presenter, frames = Infinity): GuestRun {
   let wanted = true; // the compositor is ready for a frame
   let stopped = false;
   let resolve!: () => void;

@@ -1,4 +1,4 @@
-import { ShmPresenter, type PresenterOptions } from '../src/present/presenter.js';
+import { Presenter, type PresenterOptions } from '../src/present/presenter.js';
 import { BuiltinGuest } from '../src/source/builtin-guest.js';
 import type { MemfdFrame } from '../src/source/frame.js';
 import { formatByName, type PixelFormat } from '../src/formats.js';
@@ -15,14 +15,14 @@ export async function waitFor(what: string, predicate: () => boolean, timeoutMs 
 
 export const XRGB = formatByName('XRGB8888')!;
 
-export async function openPresenter(socket: string, options: Partial<PresenterOptions> = {}): Promise<ShmPresenter> {
-  const presenter = await ShmPresenter.open({ display: socket, title: 'wlscanout test', appId: 'wlscanout-test', ...options });
+export async function openPresenter(socket: string, options: Partial<PresenterOptions> = {}): Promise<Presenter> {
+  const presenter = await Presenter.open({ display: socket, title: 'wlscanout test', appId: 'wlscanout-test', ...options });
   await waitFor('the first configure', () => presenter.window.configured);
   return presenter;
 }
 
 /** Presents one new guest frame and resolves once the compositor has shown it (its frame callback). */
-export async function showNext(guest: BuiltinGuest, presenter: ShmPresenter): Promise<MemfdFrame> {
+export async function showNext(guest: BuiltinGuest, presenter: Presenter): Promise<MemfdFrame> {
   await waitFor('a free guest buffer', () => guest.heldBuffers < guest.options.buffers!);
   const frame = guest.drawNext()!;
   const done = new Promise<void>((resolve) => presenter.once('frame-done', () => resolve()));

@@ -6,6 +6,8 @@ void InitFds(Napi::Env env, Napi::Object exports);
 void InitFdWatcher(Napi::Env env, Napi::Object exports);
 void InitWayland(Napi::Env env, Napi::Object exports);
 void InitClock(Napi::Env env, Napi::Object exports);
+void InitDmabuf(Napi::Env env, Napi::Object exports);
+void InitSyncFile(Napi::Env env, Napi::Object exports);
 }  // namespace wlscanout
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -13,6 +15,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   wlscanout::InitFdWatcher(env, exports);
   wlscanout::InitWayland(env, exports);
   wlscanout::InitClock(env, exports);
+  wlscanout::InitDmabuf(env, exports);
+  wlscanout::InitSyncFile(env, exports);
   return exports;
 }
 

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ShmPresenter } from '../present/presenter.js';
+import { Presenter } from '../present/presenter.js';
 import { BuiltinGuest } from '../source/builtin-guest.js';
 import { decodePattern } from '../source/test-pattern.js';
 import { runGuest } from '../pipeline.js';
@@ -49,9 +49,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const compositor = embedded ? await (await import('../embedded/compositors.js')).startWeston(size) : null;
   if (compositor) process.stderr.write(`started headless weston ${size.width}x${size.height} at ${compositor.socket}\n`);
   const guest = new BuiltinGuest({ ...size, format, buffers });
-  let presenter: ShmPresenter | null = null;
+  let presenter: Presenter | null = null;
   try {
-    presenter = await ShmPresenter.open({
+    presenter = await Presenter.open({
       display: compositor?.socket ?? values.display, title: `wlscanout demo ${size.width}x${size.height} ${format.name}`,
       appId: 'wlscanout', fullscreen: values.fullscreen || embedded,
     });

@@ -13,5 +13,12 @@ export type ImportErrorCode =
   | 'out-of-bounds'
   | 'unknown-format'
   | 'unsupported-format'
+  | 'unsupported-modifier'
   | 'not-memfd'
-  | 'bad-fd';
+  | 'unsealed-memfd'
+  | 'unaligned'
+  | 'overlapping'
+  | 'bad-plane'
+  | 'bad-fd'
+  | 'no-udmabuf'
+  | 'udmabuf-failed';

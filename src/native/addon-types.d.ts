@@ -74,6 +74,25 @@ export interface NativeWlConnectionConstructor {
   ): NativeWlConnection;
 }
 
+export interface UdmabufEntry {
+  memfd: number;
+  offset: number; // page-aligned
+  size: number; // page-aligned
+}
+
+export interface SyncFenceInfo {
+  objName: string; // the timeline's name
+  driverName: string; // e.g. "sw_sync", "drm_sched"
+  status: number; // 1 signalled, 0 active, < 0 error
+  timestampNs: bigint; // CLOCK_MONOTONIC signal time, 0 while active
+}
+
+export interface SyncFileInfo {
+  name: string;
+  status: number; // 1 all signalled, 0 active, < 0 error
+  fences: SyncFenceInfo[];
+}
+
 export interface NativeAddon {
   constants: {
     F_SEAL_SEAL: number; F_SEAL_SHRINK: number; F_SEAL_GROW: number; F_SEAL_WRITE: number;
@@ -105,6 +124,23 @@ export interface NativeAddon {
   // clock.cc
   /** clock_gettime(clockId) in ns. */
   clockNow(clockId: number): bigint;
+  // dmabuf.cc
+  dmabufConstants: {
+    DMA_BUF_SYNC_READ: number; DMA_BUF_SYNC_WRITE: number; DMA_BUF_SYNC_RW: number;
+    DMA_BUF_SYNC_START: number; DMA_BUF_SYNC_END: number;
+  };
+  /** UDMABUF_CREATE on /dev/udmabuf: a dmabuf over one range of a memfd sealed with F_SEAL_SHRINK. */
+  udmabufCreate(memfd: number, offset: number, size: number): number;
+  /** UDMABUF_CREATE_LIST: one dmabuf over several ranges, in order. */
+  udmabufCreateList(entries: UdmabufEntry[]): number;
+  dmabufSync(fd: number, flags: number): void;
+  dmabufExportSyncFile(fd: number, flags: number): number;
+  dmabufImportSyncFile(fd: number, flags: number, syncFd: number): void;
+  // sync_file.cc
+  syncMerge(name: string, fd1: number, fd2: number): number;
+  syncFileInfo(fd: number): SyncFileInfo;
+  swSyncCreateFence(timelineFd: number, value: number, name: string): number;
+  swSyncInc(timelineFd: number, count: number): void;
   // wayland.cc
   wlDefineInterfaces(interfaces: InterfaceDescriptor[]): void;
   WlConnection: NativeWlConnectionConstructor;

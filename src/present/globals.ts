@@ -2,8 +2,10 @@
 import type { Connection } from '../wayland/connection.js';
 import {
   WlCompositor, WlShm, WlOutput, WlSeat, XdgWmBase, WpViewporter, WpPresentation, ZxdgDecorationManagerV1,
-  WpFractionalScaleManagerV1, ZwlrScreencopyManagerV1, WestonScreenshooter, WlShmFormat,
+  WpFractionalScaleManagerV1, ZwlrScreencopyManagerV1, WestonScreenshooter, WlShmFormat, ZwpLinuxDmabufV1,
+  ZwpLinuxExplicitSynchronizationV1,
 } from '../wayland/protocols/index.js';
+import { DmabufFormats } from './dmabuf-formats.js';
 import type { Proxy, ProxyClass } from '../wayland/proxy.js';
 
 export interface Global {
@@ -26,6 +28,10 @@ export interface Globals {
   fractionalScaleManager: WpFractionalScaleManagerV1 | null;
   screencopyManager: ZwlrScreencopyManagerV1 | null;
   screenshooter: WestonScreenshooter | null;
+  linuxDmabuf: ZwpLinuxDmabufV1 | null;
+  /** Formats and modifiers the compositor takes as dmabufs (empty without linux-dmabuf). */
+  dmabufFormats: DmabufFormats;
+  explicitSync: ZwpLinuxExplicitSynchronizationV1 | null;
   outputs: Map<number, { output: WlOutput; name: number; scale: number; width: number; height: number }>;
   /** Seats with their latest wl_seat.capabilities. */
   seats: { seat: WlSeat; capabilities: number }[];
@@ -60,9 +66,14 @@ export async function bindGlobals(connection: Connection): Promise<Globals> {
     fractionalScaleManager: bind(WpFractionalScaleManagerV1),
     screencopyManager: bind(ZwlrScreencopyManagerV1),
     screenshooter: bind(WestonScreenshooter),
+    linuxDmabuf: null,
+    dmabufFormats: new DmabufFormats(),
+    explicitSync: bind(ZwpLinuxExplicitSynchronizationV1),
     outputs: new Map(),
     seats: [],
   };
+  globals.linuxDmabuf = bind(ZwpLinuxDmabufV1);
+  if (globals.linuxDmabuf) globals.dmabufFormats = DmabufFormats.listen(globals.linuxDmabuf);
   globals.wmBase?.on({ ping: (serial) => globals.wmBase!.pong(serial) });
   globals.presentation?.on({ clockId: (clock) => { globals.presentationClock = clock; } });
   for (const g of all.filter((x) => x.interface === 'wl_output')) {

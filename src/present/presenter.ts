@@ -1,24 +1,48 @@
-// The wl_shm presenter: guest memfd frames go to an xdg_toplevel window without a copy.
+// The presenter: guest frames go to an xdg_toplevel window without a copy — blob resources as linux-dmabuf
+// buffers (through udmabuf), memfd frames (and blobs the compositor cannot take as dmabufs) as wl_shm buffers.
+// Sync: a frame's acquire fence is handed to the compositor (explicit sync) or waited on here, off the event
+// loop, with a deadline; a frame whose fence never signals is dropped and released, the last good one stays.
 // Pacing: one commit per frame callback; a frame that arrives while one is waiting replaces it (its damage is
-// kept) and is released at once. A frame's memory goes back to the source when the compositor releases the
-// wl_buffer that showed it.
+// kept) and is released at once. A frame goes back to the source when the compositor releases its buffer.
 import { EventEmitter } from 'node:events';
 import { Connection, type ConnectionError } from '../wayland/connection.js';
 import { bindGlobals, type Globals } from './globals.js';
 import { Window, type WindowOptions, type Size } from './window.js';
 import { ShmBufferCache } from './shm-buffers.js';
+import { DmabufBufferCache, type DmabufBuffer } from './dmabuf-buffers.js';
+import { SurfaceSync } from './explicit-sync.js';
 import { requestFeedback, type PresentedFrame } from './feedback.js';
 import { installShortcuts } from './shortcuts.js';
 import { importMemfdFrame, type ShmImport } from '../import/shm.js';
 import { ImportError } from '../import/errors.js';
-import type { MemfdFrame } from '../source/frame.js';
+import { isBlobFrame, type BlobFrame, type MemfdFrame, type ScanoutFrame } from '../source/frame.js';
+import type { BlobResource } from '../source/blob-resource.js';
+import { waitFence, type FenceWait } from '../sync/fence.js';
+import { close as closeFd } from '../native/fds.js';
+import { fourccToString } from '../formats.js';
 import { clipRect, type Rect } from '../geometry.js';
 import { log } from '../log.js';
 
 export interface PresenterOptions extends WindowOptions {
   /** Wayland display name or socket path; default $WAYLAND_DISPLAY. */
   display?: string;
+  /** Blob frames as linux-dmabuf buffers where possible (default); false: always wl_shm. */
+  dmabuf?: boolean;
+  /** 'auto' (default): the compositor waits on acquire fences when it offers explicit sync; 'client': always here. */
+  fenceWait?: 'auto' | 'client';
+  /** Longest wait for a guest's acquire fence before its frame is dropped (default 1000 ms). */
+  fenceTimeoutMs?: number;
 }
+
+/** Which buffer path a frame took and why (for logs, `doctor` and tests). */
+export interface PathChoice {
+  path: 'dmabuf' | 'shm';
+  reason: string;
+}
+
+type Prepared =
+  | { kind: 'shm'; frame: MemfdFrame; imp: ShmImport; seq: number }
+  | { kind: 'dmabuf'; frame: BlobFrame; buffer: DmabufBuffer; acquireFence: number | null; seq: number };
 
 export interface PresenterStats {
   framesReceived: number;
@@ -27,6 +51,12 @@ export interface PresenterStats {
   framesSkipped: number;
   framesPresented: number;
   framesDiscarded: number;
+  /** Acquire fences waited on here / handed to the compositor / that never signalled in time (frame dropped). */
+  fencesWaited: number;
+  fencesPassed: number;
+  fencesTimedOut: number;
+  /** Frames refused after presentation began (the compositor failed a dmabuf and no fallback existed). */
+  framesFailed: number;
   /** Feedback requested and not yet answered; capped, since some compositors (sway 1.7 headless) never answer. */
   feedbackOutstanding: number;
   lastPresented: PresentedFrame | null;
@@ -44,12 +74,18 @@ type PresenterEvents = {
   error: [Error];
 };
 
-export class ShmPresenter extends EventEmitter<PresenterEvents> {
+export class Presenter extends EventEmitter<PresenterEvents> {
   readonly stats: PresenterStats = {
     framesReceived: 0, framesCommitted: 0, framesSkipped: 0, framesPresented: 0, framesDiscarded: 0, feedbackOutstanding: 0, lastPresented: null,
+    fencesWaited: 0, fencesPassed: 0, fencesTimedOut: 0, framesFailed: 0,
   };
   readonly buffers: ShmBufferCache;
-  private pending: { frame: MemfdFrame; imp: ShmImport } | null = null;
+  readonly dmabufBuffers: DmabufBufferCache | null;
+  /** The path each blob resource takes, decided at its first frame. */
+  readonly paths = new Map<BlobResource, PathChoice>();
+  private pending: Prepared | null = null;
+  private readonly fenceWaits = new Set<{ wait: FenceWait; frame: BlobFrame; fence: number }>();
+  private surfaceSync: SurfaceSync | null = null;
   private pendingDamage: Rect[] | null = [];
   private shown: { width: number; height: number } | null = null;
   private waitingForFrameCallback = false;
@@ -57,59 +93,151 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
   private readonly unsealedWarned = new Set<string>();
   private readonly removeShortcuts: () => void;
 
-  private constructor(readonly connection: Connection, readonly globals: Globals, readonly window: Window) {
+  private constructor(readonly connection: Connection, readonly globals: Globals, readonly window: Window,
+    private readonly options: PresenterOptions) {
     super();
     this.buffers = new ShmBufferCache(connection, globals.shm);
+    this.dmabufBuffers = globals.linuxDmabuf && options.dmabuf !== false ? new DmabufBufferCache(connection, globals.linuxDmabuf) : null;
+    this.dmabufBuffers?.on('ready', () => this.maybeCommit());
+    this.dmabufBuffers?.on('failed', (buffer, error) => this.onDmabufFailed(buffer.resource, error));
+    if (globals.explicitSync && options.fenceWait !== 'client' && this.dmabufBuffers) {
+      this.surfaceSync = new SurfaceSync(globals.explicitSync, window.surface);
+    }
     connection.on('error', (e) => this.fail(e));
     window.on('configured', () => this.onConfigured());
     window.on('close', () => this.emit('close'));
     this.removeShortcuts = installShortcuts(globals, window);
   }
 
-  static async open(options: PresenterOptions): Promise<ShmPresenter> {
+  static async open(options: PresenterOptions): Promise<Presenter> {
     const connection = new Connection(options.display);
     try {
       const globals = await bindGlobals(connection);
       log.debug({ globals: globals.all.map((g) => `${g.interface}@${g.version}`) }, 'compositor globals');
       const window = new Window(globals, options);
-      return new ShmPresenter(connection, globals, window);
+      return new Presenter(connection, globals, window, options);
     } catch (e) {
       connection.close();
       throw e;
     }
   }
 
-  /** Shows `frame` as soon as the compositor is ready. Throws ImportError for a frame that cannot be shown;
-   *  such a frame is released before the throw. */
-  present(frame: MemfdFrame): void {
+  /** Shows `frame` as soon as the compositor is ready (and its fence has signalled). Throws ImportError for a
+   *  frame that cannot be shown; such a frame is released (and its fence closed) before the throw. */
+  present(frame: ScanoutFrame): void {
     if (this.closed) {
-      frame.release();
+      discard(frame);
       throw new Error('presenter is closed');
     }
     this.stats.framesReceived++;
-    let imp: ShmImport;
+    let prepared: Prepared;
     try {
-      imp = importMemfdFrame(frame);
-      if (!this.globals.shmFormats.has(imp.format.shm)) {
-        throw new ImportError('unsupported-format', `the compositor does not accept wl_shm format ${imp.format.name}`);
-      }
+      prepared = isBlobFrame(frame) ? this.prepareBlob(frame) : this.prepareShm(frame, frame.seq);
     } catch (e) {
-      log.debug({ seq: frame.seq, fd: frame.fd, err: (e as Error).message }, 'frame refused');
-      frame.release();
+      log.debug({ seq: frame.seq, err: (e as Error).message }, 'frame refused');
+      discard(frame);
       throw e;
+    }
+    if (isBlobFrame(frame) && frame.acquireFence !== null && !(prepared.kind === 'dmabuf' && this.surfaceSync)) {
+      this.waitThenEnqueue(frame, frame.acquireFence, prepared);
+    } else {
+      this.enqueue(prepared);
+    }
+  }
+
+  /** The path blob frames of `resource` take; decided once per resource. */
+  pathFor(resource: BlobResource): PathChoice {
+    let choice = this.paths.get(resource);
+    if (!choice) {
+      choice = this.choosePath(resource);
+      this.paths.set(resource, choice);
+      resource.once('destroyed', () => this.paths.delete(resource));
+      log.info({ resource: resource.id, ...choice }, 'blob resource path');
+    }
+    return choice;
+  }
+
+  private choosePath(resource: BlobResource): PathChoice {
+    const { fourcc, name } = resource.format;
+    if (!this.dmabufBuffers) {
+      return { path: 'shm', reason: this.options.dmabuf === false ? 'dmabuf disabled by option' : 'the compositor offers no zwp_linux_dmabuf_v1' };
+    }
+    if (!this.globals.dmabufFormats.accepts(fourcc, resource.modifier)) {
+      return { path: 'shm', reason: `the compositor does not list ${name} with modifier 0x${resource.modifier.toString(16)} for linux-dmabuf` };
+    }
+    const scanout = this.globals.dmabufFormats.scanoutCapable(fourcc, resource.modifier) ? ' (in a scanout tranche)' : '';
+    return { path: 'dmabuf', reason: `the compositor takes ${fourccToString(fourcc)} modifier 0x${resource.modifier.toString(16)} as a dmabuf${scanout}` };
+  }
+
+  private prepareBlob(frame: BlobFrame): Prepared {
+    const resource = frame.resource;
+    if (!resource.alive) throw new ImportError('bad-fd', `${resource} was already destroyed`);
+    let choice = this.pathFor(resource);
+    if (choice.path === 'dmabuf') {
+      try {
+        const buffer = this.dmabufBuffers!.bufferFor(resource);
+        if (buffer.state !== 'failed') return { kind: 'dmabuf', frame, buffer, acquireFence: frame.acquireFence, seq: frame.seq };
+        choice = { path: 'shm', reason: 'the compositor refused its dmabuf' };
+      } catch (e) {
+        if (!(e instanceof ImportError) || resource.dmabufs) throw e;
+        choice = { path: 'shm', reason: e.message };
+      }
+      this.paths.set(resource, choice);
+      log.warn({ resource: resource.id, reason: choice.reason }, 'dmabuf import failed: falling back to wl_shm');
+    }
+    return this.prepareShm(shmView(frame), frame.seq);
+  }
+
+  private prepareShm(frame: MemfdFrame, seq: number): Prepared {
+    const imp = importMemfdFrame(frame);
+    if (!this.globals.shmFormats.has(imp.format.shm)) {
+      throw new ImportError('unsupported-format', `the compositor does not accept wl_shm format ${imp.format.name}`);
     }
     if (!imp.sealedAgainstShrink && !this.unsealedWarned.has(imp.memoryKey)) {
       this.unsealedWarned.add(imp.memoryKey);
       log.warn({ fd: frame.fd, memfd: imp.memoryKey }, 'memfd is not sealed against shrinking: if the source truncates it, the compositor may fail');
     }
+    return { kind: 'shm', frame, imp, seq };
+  }
+
+  private waitThenEnqueue(frame: BlobFrame, fence: number, prepared: Prepared): void {
+    this.stats.fencesWaited++;
+    if (prepared.kind === 'dmabuf') prepared.acquireFence = null; // waited here, not handed on
+    const entry = { wait: waitFence(fence, this.options.fenceTimeoutMs ?? 1000), frame, fence };
+    this.fenceWaits.add(entry);
+    void entry.wait.result.then((outcome) => {
+      this.fenceWaits.delete(entry);
+      closeFd(fence);
+      if (outcome === 'cancelled') return;
+      if (outcome === 'signalled') {
+        this.enqueue(prepared);
+        return;
+      }
+      this.stats.fencesTimedOut++;
+      log.warn({ resource: frame.resource.id, seq: frame.seq, outcome, timeoutMs: this.options.fenceTimeoutMs ?? 1000 },
+        'guest fence did not signal: frame dropped, the last good frame stays on screen');
+      frame.release();
+    });
+  }
+
+  private enqueue(prepared: Prepared): void {
+    if (this.closed) {
+      discardPrepared(prepared);
+      return;
+    }
+    if (this.pending && this.pending.seq > prepared.seq) { // an older frame whose fence signalled late
+      this.stats.framesSkipped++;
+      discardPrepared(prepared);
+      return;
+    }
     if (this.pending) {
       this.stats.framesSkipped++;
-      this.pending.frame.release();
-      this.pendingDamage = mergeDamage(this.pendingDamage, frame.damage);
+      discardPrepared(this.pending);
+      this.pendingDamage = mergeDamage(this.pendingDamage, prepared.frame.damage);
     } else {
-      this.pendingDamage = frame.damage;
+      this.pendingDamage = prepared.frame.damage;
     }
-    this.pending = { frame, imp };
+    this.pending = prepared;
     this.maybeCommit();
   }
 
@@ -121,11 +249,19 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.pending?.frame.release();
+    if (this.pending) discardPrepared(this.pending);
     this.pending = null;
+    for (const entry of this.fenceWaits) {
+      entry.wait.cancel();
+      closeFd(entry.fence);
+      entry.frame.release();
+    }
+    this.fenceWaits.clear();
     const alive = !this.connection.failure && !this.connection.isClosed;
     this.buffers.destroy();
+    this.dmabufBuffers?.destroy();
     if (alive) {
+      this.surfaceSync?.destroy();
       this.removeShortcuts();
       this.window.destroy();
     }
@@ -134,16 +270,37 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
 
   private maybeCommit(): void {
     if (!this.pending || this.waitingForFrameCallback || !this.window.configured || this.closed) return;
-    const { frame, imp } = this.pending;
+    if (this.pending.kind === 'dmabuf' && this.pending.buffer.state !== 'ready') {
+      if (this.pending.buffer.state === 'creating') return; // 'ready' or 'failed' comes back here
+      this.retryAsShm(this.pending);
+      if (!this.pending) return;
+    }
+    const prepared = this.pending;
     this.pending = null;
-    const buffer = this.buffers.bufferFor(frame, imp);
+    const { frame } = prepared;
     const surface = this.window.surface;
-    const size = { width: frame.width, height: frame.height };
+    const size = { width: prepared.kind === 'shm' ? prepared.frame.width : prepared.frame.resource.width,
+      height: prepared.kind === 'shm' ? prepared.frame.height : prepared.frame.resource.height };
     const sizeChanged = !this.shown || this.shown.width !== size.width || this.shown.height !== size.height;
     if (sizeChanged) this.window.applySize(size);
     this.shown = size;
-    surface.attach(buffer.wlBuffer, 0, 0);
-    this.buffers.hold(buffer, frame);
+    if (prepared.kind === 'shm') {
+      const buffer = this.buffers.bufferFor(prepared.frame, prepared.imp);
+      surface.attach(buffer.wlBuffer, 0, 0);
+      this.buffers.hold(buffer, prepared.frame);
+    } else {
+      const { buffer } = prepared;
+      surface.attach(buffer.wlBuffer, 0, 0);
+      const sync = this.surfaceSync;
+      this.dmabufBuffers!.hold(buffer, prepared.frame, sync !== null);
+      if (sync) {
+        if (prepared.acquireFence !== null) {
+          this.stats.fencesPassed++;
+          sync.setAcquireFence(prepared.acquireFence);
+        }
+        sync.requestRelease((fence) => this.dmabufBuffers!.releaseHolder(buffer, prepared.frame, fence));
+      }
+    }
     const damage = sizeChanged || this.pendingDamage === null ? [{ x: 0, y: 0, ...size }] : this.pendingDamage;
     for (const r of damage) {
       const c = clipRect(r, size.width, size.height);
@@ -165,6 +322,27 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
     }
     surface.commit();
     this.stats.framesCommitted++;
+  }
+
+  /** The compositor refused a resource's dmabuf: its pending frame and later ones go by wl_shm if they can. */
+  private onDmabufFailed(resource: BlobResource, error: Error): void {
+    log.warn({ resource: resource.id, err: error.message }, 'dmabuf refused by the compositor: falling back to wl_shm');
+    this.paths.set(resource, { path: 'shm', reason: error.message });
+    if (this.pending?.kind === 'dmabuf' && this.pending.frame.resource === resource) this.retryAsShm(this.pending);
+    this.maybeCommit();
+  }
+
+  private retryAsShm(prepared: Prepared & { kind: 'dmabuf' }): void {
+    try {
+      if (prepared.acquireFence !== null) closeFd(prepared.acquireFence); // the compositor was to wait; too late now
+      prepared.acquireFence = null;
+      this.pending = this.prepareShm(shmView(prepared.frame), prepared.seq);
+    } catch (e) {
+      this.pending = null;
+      this.stats.framesFailed++;
+      log.error({ resource: prepared.frame.resource.id, seq: prepared.seq, err: (e as Error).message }, 'frame cannot be shown');
+      prepared.frame.release();
+    }
   }
 
   private onFrameDone(time: number): void {
@@ -192,6 +370,32 @@ export class ShmPresenter extends EventEmitter<PresenterEvents> {
     this.close();
     this.emit('error', wrapped);
   }
+}
+
+/** A blob frame in guest memory seen as a memfd frame, for the wl_shm path: only a single range can be. */
+function shmView(frame: BlobFrame): MemfdFrame {
+  const { resource } = frame;
+  if (!resource.memory || resource.memory.length !== 1) {
+    throw new ImportError('unsupported-format',
+      `${resource} cannot go to wl_shm without a copy: it is ${resource.memory ? `${resource.memory.length} memory ranges` : 'a dmabuf'}`);
+  }
+  const range = resource.memory[0];
+  const plane = resource.planes[0];
+  return {
+    fd: range.memfd, offset: range.offset + plane.offset, width: resource.width, height: resource.height,
+    stride: plane.stride, fourcc: resource.format.fourcc, damage: frame.damage, seq: frame.seq, flushedAt: frame.flushedAt,
+    release: () => frame.release(),
+  };
+}
+
+function discard(frame: ScanoutFrame): void {
+  if (isBlobFrame(frame) && frame.acquireFence !== null) closeFd(frame.acquireFence);
+  frame.release();
+}
+
+function discardPrepared(prepared: Prepared): void {
+  if (prepared.kind === 'dmabuf' && prepared.acquireFence !== null) closeFd(prepared.acquireFence);
+  prepared.frame.release();
 }
 
 function mergeDamage(a: Rect[] | null, b: Rect[] | null): Rect[] | null {

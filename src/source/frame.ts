@@ -1,5 +1,6 @@
 // What every source hands to the pipeline: one scan-out of guest memory.
 import type { Rect } from '../geometry.js';
+import type { BlobResource } from './blob-resource.js';
 
 /** A guest frame that lives in a memfd range (a virtio-gpu blob backed by guest RAM). */
 export interface MemfdFrame {
@@ -20,4 +21,24 @@ export interface MemfdFrame {
   flushedAt: bigint;
   /** Called exactly once, when the host no longer reads this frame's memory. */
   release(): void;
+}
+
+/** A guest frame scanned out from a blob resource (guest memory or a dmabuf), with the guest's fence. */
+export interface BlobFrame {
+  resource: BlobResource;
+  damage: Rect[] | null;
+  seq: number;
+  flushedAt: bigint;
+  /** sync_file fd that signals when the guest has finished writing, or null when it already has. Owned by the
+   *  frame: the host closes it once it is done with it. */
+  acquireFence: number | null;
+  /** Called exactly once, when the host no longer reads the frame. `releaseFence` (owned by the callee), when
+   *  given, signals when the compositor has really finished reading. */
+  release(releaseFence?: number | null): void;
+}
+
+export type ScanoutFrame = MemfdFrame | BlobFrame;
+
+export function isBlobFrame(frame: ScanoutFrame): frame is BlobFrame {
+  return 'resource' in frame;
 }
