@@ -6,6 +6,8 @@ void InitFds(Napi::Env env, Napi::Object exports);
 void InitFdWatcher(Napi::Env env, Napi::Object exports);
 void InitWayland(Napi::Env env, Napi::Object exports);
 void InitClock(Napi::Env env, Napi::Object exports);
+void InitDrm(Napi::Env env, Napi::Object exports);
+void InitEgl(Napi::Env env, Napi::Object exports);
 }  // namespace wlscanout
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -13,6 +15,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   wlscanout::InitFdWatcher(env, exports);
   wlscanout::InitWayland(env, exports);
   wlscanout::InitClock(env, exports);
+  wlscanout::InitDrm(env, exports);
+  wlscanout::InitEgl(env, exports);
   return exports;
 }
 
