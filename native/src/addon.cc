@@ -8,6 +8,8 @@ void InitWayland(Napi::Env env, Napi::Object exports);
 void InitClock(Napi::Env env, Napi::Object exports);
 void InitDmabuf(Napi::Env env, Napi::Object exports);
 void InitSyncFile(Napi::Env env, Napi::Object exports);
+void InitDrm(Napi::Env env, Napi::Object exports);
+void InitEgl(Napi::Env env, Napi::Object exports);
 }  // namespace wlscanout
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -17,6 +19,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   wlscanout::InitClock(env, exports);
   wlscanout::InitDmabuf(env, exports);
   wlscanout::InitSyncFile(env, exports);
+  wlscanout::InitDrm(env, exports);
+  wlscanout::InitEgl(env, exports);
   return exports;
 }
 

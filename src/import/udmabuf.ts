@@ -1,6 +1,7 @@
 // Import of a blob resource as one dmabuf: guest memory ranges through /dev/udmabuf (no copy: the dmabuf's
 // pages are the memfd's pages), a dmabuf backing by dup.
-import { udmabufCreate, udmabufCreateList, udmabufAvailable, UDMABUF_DEVICE } from '../native/dmabuf.js';
+import { udmabufCreate, udmabufCreateList } from '../native/dmabuf.js';
+import { udmabufAvailable } from '../native/drm.js';
 import { dup } from '../native/fds.js';
 import type { BlobResource } from '../source/blob-resource.js';
 import { ImportError } from './errors.js';
@@ -23,9 +24,8 @@ export function importBlobAsDmabuf(resource: BlobResource): DmabufImport {
     fourcc: resource.format.fourcc, modifier: resource.modifier,
   };
   if (resource.dmabufs) return { fd: dup(resource.dmabufs[0]), ...layout };
-  if (!udmabufAvailable()) {
-    throw new ImportError('no-udmabuf', `${resource}: ${UDMABUF_DEVICE} is not available (kernel without CONFIG_UDMABUF, or no access)`);
-  }
+  const udmabuf = udmabufAvailable();
+  if (!udmabuf.available) throw new ImportError('no-udmabuf', `${resource}: ${udmabuf.reason}`);
   const ranges = resource.memory!;
   try {
     const fd = ranges.length === 1

@@ -93,6 +93,89 @@ export interface SyncFileInfo {
   fences: SyncFenceInfo[];
 }
 
+/** DRM_IOCTL_VERSION of a DRM device fd. */
+export interface DrmVersion {
+  name: string; // driver name, e.g. "i915", "virtio_gpu", "vgem"
+  date: string;
+  desc: string;
+  major: number;
+  minor: number;
+  patch: number;
+}
+
+/** The display extensions eglProbe() reports individually (in `features`). */
+export type EglFeature =
+  | 'EGL_EXT_image_dma_buf_import'
+  | 'EGL_EXT_image_dma_buf_import_modifiers'
+  | 'EGL_MESA_image_dma_buf_export'
+  | 'EGL_ANDROID_native_fence_sync'
+  | 'EGL_KHR_fence_sync'
+  | 'EGL_KHR_wait_sync';
+
+/** An EGL device (EGL_EXT_device_query). The DRM node names are null when the device has none (e.g. Mesa's
+ *  software device, EGL_MESA_device_software) or does not support EGL_EXT_device_drm[_render_node]. */
+export interface EglDeviceInfo {
+  extensions: string[];
+  drmDeviceFile: string | null; // EGL_DRM_DEVICE_FILE_EXT, e.g. "/dev/dri/card0"
+  drmRenderNodeFile: string | null; // EGL_DRM_RENDER_NODE_FILE_EXT, e.g. "/dev/dri/renderD128"
+}
+
+export interface EglDmaBufModifier {
+  modifier: bigint; // DRM format modifier (DRM_FORMAT_MOD_LINEAR = 0n)
+  externalOnly: boolean; // importable only as GL_TEXTURE_EXTERNAL_OES
+}
+
+export interface EglDmaBufFormat {
+  fourcc: number; // DRM fourcc
+  name: string; // its four characters, e.g. "XR24"
+  /** Explicit modifiers; empty when the driver supports this format with implicit modifiers only. */
+  modifiers: EglDmaBufModifier[];
+  modifiersError?: string; // eglQueryDmaBufModifiersEXT failed for this format (modifiers is then empty)
+}
+
+export interface EglDisplayBase {
+  platform: 'surfaceless' | 'device';
+  /** platform 'device': index in eglQueryDevicesEXT's list, and what the device says about itself. */
+  deviceIndex?: number;
+  device?: EglDeviceInfo;
+}
+
+/** A display that could not be used: error says why, e.g. "eglInitialize failed: EGL_NOT_INITIALIZED". */
+export interface EglDisplayFailure extends EglDisplayBase {
+  error: string;
+}
+
+/** An initialized (and terminated again) display. */
+export interface EglDisplayInfo extends EglDisplayBase {
+  error?: undefined;
+  vendor: string | null; // EGL_VENDOR, e.g. "Mesa Project"
+  version: string | null; // EGL_VERSION, e.g. "1.5"
+  eglMajor: number; // from eglInitialize
+  eglMinor: number;
+  clientApis: string | null; // EGL_CLIENT_APIS, e.g. "OpenGL OpenGL_ES "
+  extensions: string[]; // EGL_EXTENSIONS, split
+  driver: string | null; // EGL_MESA_query_driver: "swrast", "kms_swrast", "iris", ...
+  displayDevice: EglDeviceInfo | null; // the device the display runs on (EGL_DEVICE_EXT), when reported
+  features: Record<EglFeature, boolean>; // each: the name is in `extensions`
+  /** With EGL_EXT_image_dma_buf_import_modifiers only: eglQueryDmaBufFormatsEXT and per-format modifiers. */
+  dmabufFormats?: EglDmaBufFormat[];
+  dmabufFormatsError?: string;
+  terminateError?: string;
+}
+
+export type EglDisplayProbe = EglDisplayInfo | EglDisplayFailure;
+
+export interface EglProbeResult {
+  /** "libEGL.so.1" when it loaded; null with `error` ("libEGL not found: ...") when it did not. */
+  library: string | null;
+  error?: string;
+  /** eglQueryString(EGL_NO_DISPLAY, EGL_EXTENSIONS), split. */
+  clientExtensions: string[];
+  devicesError?: string; // eglQueryDevicesEXT failed
+  /** The surfaceless display first (always present when libEGL loaded), then one entry per EGL device. */
+  displays: EglDisplayProbe[];
+}
+
 export interface NativeAddon {
   constants: {
     F_SEAL_SEAL: number; F_SEAL_SHRINK: number; F_SEAL_GROW: number; F_SEAL_WRITE: number;
@@ -141,6 +224,12 @@ export interface NativeAddon {
   syncFileInfo(fd: number): SyncFileInfo;
   swSyncCreateFence(timelineFd: number, value: number, name: string): number;
   swSyncInc(timelineFd: number, count: number): void;
+  // drm.cc
+  /** DRM_IOCTL_VERSION; throws a NativeErrnoError with syscall "ioctl" (ENOTTY/EINVAL) for a non-DRM fd. */
+  drmVersion(fd: number): DrmVersion;
+  // egl.cc
+  /** Loads libEGL.so.1 on first use; never throws for anything missing, reports it as data. Synchronous. */
+  eglProbe(): EglProbeResult;
   // wayland.cc
   wlDefineInterfaces(interfaces: InterfaceDescriptor[]): void;
   WlConnection: NativeWlConnectionConstructor;

@@ -1,6 +1,5 @@
 // Typed access to native/src/dmabuf.cc: udmabuf creation, CPU-access brackets, implicit fences of a dmabuf.
 // Every function throws a NativeErrnoError (.code, .errno, .syscall) when the kernel refuses.
-import fs from 'node:fs';
 import { addon } from './addon.js';
 import type { UdmabufEntry } from './addon-types.js';
 
@@ -18,15 +17,6 @@ export function udmabufCreate(memfd: number, offset: number, size: number): numb
 /** One dmabuf over several page-aligned memfd ranges, concatenated in order. */
 export function udmabufCreateList(entries: UdmabufEntry[]): number {
   return addon.udmabufCreateList(entries);
-}
-
-export function udmabufAvailable(): boolean {
-  try {
-    fs.accessSync(UDMABUF_DEVICE, fs.constants.R_OK | fs.constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export type CpuAccess = 'read' | 'write' | 'rw';
