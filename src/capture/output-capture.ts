@@ -90,7 +90,8 @@ function westonShot(connection: Connection, globals: Globals, output: WlOutput, 
     const target = shmTarget(globals, width, height, stride, format);
     const onError = (e: Error): void => { target.release(); reject(e); };
     connection.once('error', onError);
-    globals.screenshooter!.on({
+    const shooter = globals.screenshooter()!;
+    shooter.on({
       done: () => {
         connection.off('error', onError);
         try {
@@ -101,7 +102,7 @@ function westonShot(connection: Connection, globals: Globals, output: WlOutput, 
         }
       },
     });
-    globals.screenshooter!.takeShot(output, target.buffer);
+    shooter.takeShot(output, target.buffer);
   });
 }
 
@@ -113,7 +114,7 @@ export async function captureOutput(connection: Connection, globals: Globals, in
   if (globals.screencopyManager) {
     return { method: 'wlr-screencopy', ...(await screencopy(connection, globals, entry.output)) };
   }
-  if (globals.screenshooter) {
+  if (globals.all.some((g) => g.interface === 'weston_screenshooter')) {
     return { method: 'weston-screenshooter', ...(await westonShot(connection, globals, entry.output, entry.width, entry.height)) };
   }
   throw new Error('the compositor offers no capture protocol (zwlr_screencopy_manager_v1, or weston_screenshooter with weston --debug)');

@@ -5,10 +5,12 @@ import { setLogLevel, log } from '../log.js';
 import { UsageError } from './args.js';
 import { demoCommand, demoHelp } from './demo.js';
 import { screenshotCommand, screenshotHelp } from './screenshot.js';
+import { doctorCommand, doctorHelp } from './doctor.js';
 
 const commands: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
   demo: { run: demoCommand, help: demoHelp },
   screenshot: { run: screenshotCommand, help: screenshotHelp },
+  doctor: { run: doctorCommand, help: doctorHelp },
 };
 
 const usage = `usage: wlscanout [--log-level LEVEL] <command> [options]
@@ -16,6 +18,7 @@ const usage = `usage: wlscanout [--log-level LEVEL] <command> [options]
 commands:
   demo          show the built-in guest's test pattern in a window (zero-copy wl_shm)
   screenshot    save what the compositor shows as a PNG
+  doctor        report what the host and compositor offer and which paths will be used
 
 global options:
   --log-level LEVEL   fatal, error, warn (default), info, debug, trace or silent

@@ -27,7 +27,9 @@ export interface Globals {
   decorationManager: ZxdgDecorationManagerV1 | null;
   fractionalScaleManager: WpFractionalScaleManagerV1 | null;
   screencopyManager: ZwlrScreencopyManagerV1 | null;
-  screenshooter: WestonScreenshooter | null;
+  /** Binds weston_screenshooter on first use: weston offers it always but kills a client that binds it
+   *  without --debug, so only a capture asks for it. */
+  screenshooter(): WestonScreenshooter | null;
   linuxDmabuf: ZwpLinuxDmabufV1 | null;
   /** Formats and modifiers the compositor takes as dmabufs (empty without linux-dmabuf). */
   dmabufFormats: DmabufFormats;
@@ -56,6 +58,7 @@ export async function bindGlobals(connection: Connection): Promise<Globals> {
   const shmFormats = new Set<number>([WlShmFormat.argb8888, WlShmFormat.xrgb8888]); // always supported
   shm.on({ format: (f) => shmFormats.add(f) });
 
+  let screenshooter: WestonScreenshooter | null | undefined;
   const globals: Globals = {
     all, compositor, shm, shmFormats,
     wmBase: bind(XdgWmBase),
@@ -65,7 +68,10 @@ export async function bindGlobals(connection: Connection): Promise<Globals> {
     decorationManager: bind(ZxdgDecorationManagerV1),
     fractionalScaleManager: bind(WpFractionalScaleManagerV1),
     screencopyManager: bind(ZwlrScreencopyManagerV1),
-    screenshooter: bind(WestonScreenshooter),
+    screenshooter: () => {
+      if (screenshooter === undefined) screenshooter = bind(WestonScreenshooter);
+      return screenshooter;
+    },
     linuxDmabuf: null,
     dmabufFormats: new DmabufFormats(),
     explicitSync: bind(ZwpLinuxExplicitSynchronizationV1),
