@@ -53,7 +53,7 @@ rm -f "$status_file"
 set +e
 timeout --kill-after=5 "$timeout" "${qemu[@]}" </dev/null | tr -d '\r' | while IFS= read -r line; do
   case "$line" in
-    "wlscanout-lab: exit "*) echo "${line#wlscanout-lab: exit }" > "$status_file" ;;
+    *"wlscanout-lab: exit "*) echo "${line##*wlscanout-lab: exit }" > "$status_file" ;;
   esac
   printf '%s\n' "$line"
 done

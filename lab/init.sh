@@ -21,6 +21,7 @@ export HOME=/tmp XDG_RUNTIME_DIR=/run/user/0 WLSCANOUT_IN_LAB=1
 mkdir -p -m 0700 $XDG_RUNTIME_DIR
 ip link set lo up 2>/dev/null || true
 /bin/sh /mnt/cmd.sh
-echo "wlscanout-lab: exit $?"
+status=$?
+printf '\nwlscanout-lab: exit %s\n' "$status"
 sync
 reboot -f

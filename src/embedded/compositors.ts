@@ -190,7 +190,15 @@ function finish(kind: Compositor['kind'], l: Launched, lay: Layout, socket: stri
   };
 }
 
-export async function startWeston(opts: { width?: number; height?: number; shell?: 'desktop' | 'kiosk' } = {}): Promise<Compositor> {
+export interface WestonOptions {
+  width?: number;
+  height?: number;
+  shell?: 'desktop' | 'kiosk';
+  /** 'pixman' (default, no GPU needed) or 'gl' (Mesa; imports dmabufs, e.g. kms_swrast on vgem in the lab). */
+  renderer?: 'pixman' | 'gl';
+}
+
+export async function startWeston(opts: WestonOptions = {}): Promise<Compositor> {
   const width = opts.width ?? 1024, height = opts.height ?? 768;
   const lay = makeDirs('weston');
   const socketName = 'wayland-0';
@@ -200,12 +208,14 @@ export async function startWeston(opts: { width?: number; height?: number; shell
   writeFileSync(config, ['[core]', 'idle-time=0', '[shell]', 'animation=none', 'close-animation=none',
     'startup-animation=none', 'focus-animation=none', 'panel-position=none', 'background-color=0xff000000', ''].join('\n'));
   const args = [
-    '--backend=headless-backend.so', '--use-pixman', // headless renders nothing without --use-pixman
+    // weston 10 headless renders nothing without a renderer option
+    '--backend=headless-backend.so', opts.renderer === 'gl' ? '--use-gl' : '--use-pixman',
     `--socket=${socketName}`, `--width=${width}`, `--height=${height}`,
     '--idle-time=0', `--config=${config}`, '--debug', // --debug exposes weston_screenshooter
     `--shell=${opts.shell === 'kiosk' ? 'kiosk-shell.so' : 'desktop-shell.so'}`,
   ];
-  const l = launch('setpriv', ['--pdeathsig=KILL', 'weston', ...args], baseEnv(lay), lay.base);
+  const env = { ...baseEnv(lay), ...(opts.renderer === 'gl' ? { LIBGL_ALWAYS_SOFTWARE: '1' } : {}) };
+  const l = launch('setpriv', ['--pdeathsig=KILL', 'weston', ...args], env, lay.base);
   await waitReady('weston', l, async () => existsSync(socket) && canConnect(socket));
   return finish('weston', l, lay, socket, width, height, async (env) => {
     const dir = mkdtempSync(join(lay.clientDir, 'shot-'));
