@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build (or find cached) the lab kernel: Debian's linux-source-6.1 + lab/kernel.config on tinyconfig.
+# Build (or find cached) the lab kernel: Debian's linux-source-6.1 + lab/kernel-patches/*.patch +
+# lab/kernel.config on tinyconfig.
 # Prints the bzImage path on stdout. The cache lives outside the clone, keyed by fragment + source version,
 # so a machine builds it once (~7 min on 2 cores).
 set -euo pipefail
@@ -7,7 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 src_tar=/usr/src/linux-source-6.1.tar.xz
 [ -r "$src_tar" ] || { echo "build-kernel: $src_tar missing (apt-get install linux-source-6.1)" >&2; exit 1; }
 src_version=$(dpkg-query -W -f='${Version}' linux-source-6.1)
-key=$( { cat "$here/kernel.config"; echo "$src_version"; } | sha256sum | cut -c1-16)
+key=$( { cat "$here/kernel.config" "$here"/kernel-patches/*.patch; echo "$src_version"; } | sha256sum | cut -c1-16)
 cache=${WLSCANOUT_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wlscanout-lab}
 out="$cache/kernel-$key/bzImage"
 if [ -s "$out" ]; then echo "$out"; exit 0; fi
@@ -17,6 +18,9 @@ rm -rf "$work" && mkdir -p "$work"
 echo "build-kernel: building lab kernel $key from linux-source $src_version (about 7 minutes)" >&2
 tar -xf "$src_tar" -C "$work"
 cd "$work"/linux-source-6.1
+for patch in "$here"/kernel-patches/*.patch; do
+  patch -p1 -s <"$patch" || { echo "build-kernel: $patch does not apply" >&2; exit 1; }
+done
 {
   make -s tinyconfig
   scripts/kconfig/merge_config.sh -m .config "$here/kernel.config"

@@ -196,6 +196,8 @@ export interface WestonOptions {
   shell?: 'desktop' | 'kiosk';
   /** 'pixman' (default, no GPU needed) or 'gl' (Mesa; imports dmabufs, e.g. kms_swrast on vgem in the lab). */
   renderer?: 'pixman' | 'gl';
+  /** Extra environment for weston (e.g. Mesa debug variables). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export async function startWeston(opts: WestonOptions = {}): Promise<Compositor> {
@@ -214,7 +216,7 @@ export async function startWeston(opts: WestonOptions = {}): Promise<Compositor>
     '--idle-time=0', `--config=${config}`, '--debug', // --debug exposes weston_screenshooter
     `--shell=${opts.shell === 'kiosk' ? 'kiosk-shell.so' : 'desktop-shell.so'}`,
   ];
-  const env = { ...baseEnv(lay), ...(opts.renderer === 'gl' ? { LIBGL_ALWAYS_SOFTWARE: '1' } : {}) };
+  const env = { ...baseEnv(lay), ...(opts.renderer === 'gl' ? { LIBGL_ALWAYS_SOFTWARE: '1' } : {}), ...opts.env };
   const l = launch('setpriv', ['--pdeathsig=KILL', 'weston', ...args], env, lay.base);
   await waitReady('weston', l, async () => existsSync(socket) && canConnect(socket));
   return finish('weston', l, lay, socket, width, height, async (env) => {

@@ -7,6 +7,7 @@ import type { WlBuffer, ZwpLinuxDmabufV1 } from '../wayland/protocols/index.js';
 import type { BlobResource } from '../source/blob-resource.js';
 import type { ScanoutFrame } from '../source/frame.js';
 import { importBlobAsDmabuf, type DmabufImport } from '../import/udmabuf.js';
+import type { DmabufFormats } from './dmabuf-formats.js';
 import { close } from '../native/fds.js';
 import { log } from '../log.js';
 
@@ -42,7 +43,8 @@ export class DmabufBufferCache extends EventEmitter<CacheEvents> {
   readonly stats: DmabufBufferStats = { imports: 0, buffersCreated: 0, buffersFailed: 0, buffersDestroyed: 0, reuseWhileHeld: 0 };
   readonly buffers = new Map<BlobResource, DmabufBuffer>();
 
-  constructor(private readonly connection: Connection, private readonly linuxDmabuf: ZwpLinuxDmabufV1) {
+  constructor(private readonly connection: Connection, private readonly linuxDmabuf: ZwpLinuxDmabufV1,
+    private readonly formats: DmabufFormats) {
     super();
   }
 
@@ -57,7 +59,8 @@ export class DmabufBufferCache extends EventEmitter<CacheEvents> {
     buffer.onUnreferenced = () => this.dropIfUnused(buffer);
     resource.on('unreferenced', buffer.onUnreferenced);
     const params = this.linuxDmabuf.createParams();
-    const { fd, offset, stride, width, height, fourcc, modifier } = dmabuf;
+    const { fd, offset, stride, width, height, fourcc } = dmabuf;
+    const modifier = this.formats.wireModifier(fourcc, dmabuf.modifier) ?? dmabuf.modifier;
     params.add(fd, 0, offset, stride, Number(modifier >> 32n), Number(modifier & 0xffffffffn));
     params.on({
       created: (wlBuffer) => {

@@ -5,6 +5,8 @@ import { mmap, munmap, close, fstat } from '../native/fds.js';
 import { fourccToString } from '../formats.js';
 
 export const TRANCHE_FLAG_SCANOUT = 1;
+const MOD_LINEAR = 0n;
+const MOD_INVALID = 0xffffffffffffffn;
 
 export interface DmabufTranche {
   /** dev_t of the device this tranche is for. */
@@ -37,11 +39,23 @@ export class DmabufFormats {
     return formats;
   }
 
-  /** True when the compositor says it takes fourcc with modifier (for v1/v2, any listed format). */
+  /** True when the compositor takes fourcc with modifier (see wireModifier). */
   accepts(fourcc: number, modifier: bigint): boolean {
+    return this.wireModifier(fourcc, modifier) !== null;
+  }
+
+  /**
+   * The modifier to send for a buffer of fourcc laid out as `modifier`, or null when the compositor does not
+   * take it. A linear buffer also goes as DRM_FORMAT_MOD_INVALID ("implicit") to a compositor that lists only
+   * implicit modifiers (v1/v2, or a driver without modifier support, as Mesa's software drivers): for those
+   * drivers implicit means linear.
+   */
+  wireModifier(fourcc: number, modifier: bigint): bigint | null {
     const mods = this.modifiers.get(fourcc);
-    if (!mods) return false;
-    return this.source === 'format-events' || mods.has(modifier);
+    if (!mods) return null;
+    if (mods.has(modifier)) return modifier;
+    const implicitOnly = this.source === 'format-events' || (mods.size === 1 && mods.has(MOD_INVALID)) || mods.size === 0;
+    return modifier === MOD_LINEAR && implicitOnly ? MOD_INVALID : null;
   }
 
   /** True when a scanout tranche lists the pair: the compositor could put it on a plane without composing. */

@@ -11,6 +11,8 @@ import { Window, type WindowOptions, type Size } from './window.js';
 import { ShmBufferCache } from './shm-buffers.js';
 import { DmabufBufferCache, type DmabufBuffer } from './dmabuf-buffers.js';
 import { SurfaceSync } from './explicit-sync.js';
+import { probeExplicitSync, probeDmabuf, type ExplicitSyncProbe } from './explicit-sync-probe.js';
+import { udmabufAvailable } from '../native/drm.js';
 import { requestFeedback, type PresentedFrame } from './feedback.js';
 import { installShortcuts } from './shortcuts.js';
 import { importMemfdFrame, type ShmImport } from '../import/shm.js';
@@ -94,13 +96,13 @@ export class Presenter extends EventEmitter<PresenterEvents> {
   private readonly removeShortcuts: () => void;
 
   private constructor(readonly connection: Connection, readonly globals: Globals, readonly window: Window,
-    private readonly options: PresenterOptions) {
+    private readonly options: PresenterOptions, readonly explicitSync: ExplicitSyncProbe) {
     super();
     this.buffers = new ShmBufferCache(connection, globals.shm);
-    this.dmabufBuffers = globals.linuxDmabuf && options.dmabuf !== false ? new DmabufBufferCache(connection, globals.linuxDmabuf) : null;
+    this.dmabufBuffers = globals.linuxDmabuf && options.dmabuf !== false ? new DmabufBufferCache(connection, globals.linuxDmabuf, globals.dmabufFormats) : null;
     this.dmabufBuffers?.on('ready', () => this.maybeCommit());
     this.dmabufBuffers?.on('failed', (buffer, error) => this.onDmabufFailed(buffer.resource, error));
-    if (globals.explicitSync && options.fenceWait !== 'client' && this.dmabufBuffers) {
+    if (globals.explicitSync && explicitSync.usable && this.dmabufBuffers) {
       this.surfaceSync = new SurfaceSync(globals.explicitSync, window.surface);
     }
     connection.on('error', (e) => this.fail(e));
@@ -114,8 +116,10 @@ export class Presenter extends EventEmitter<PresenterEvents> {
     try {
       const globals = await bindGlobals(connection);
       log.debug({ globals: globals.all.map((g) => `${g.interface}@${g.version}`) }, 'compositor globals');
+      const explicitSync = await checkExplicitSync(globals, options);
+      log.info({ explicitSync }, 'explicit sync');
       const window = new Window(globals, options);
-      return new Presenter(connection, globals, window, options);
+      return new Presenter(connection, globals, window, options, explicitSync);
     } catch (e) {
       connection.close();
       throw e;
@@ -370,6 +374,15 @@ export class Presenter extends EventEmitter<PresenterEvents> {
     this.close();
     this.emit('error', wrapped);
   }
+}
+
+async function checkExplicitSync(globals: Globals, options: PresenterOptions): Promise<ExplicitSyncProbe> {
+  if (!globals.explicitSync) return { usable: false, reason: 'the compositor offers no zwp_linux_explicit_synchronization_v1' };
+  if (options.fenceWait === 'client') return { usable: false, reason: 'fence waits in the client requested (fenceWait: client)' };
+  if (!globals.linuxDmabuf || options.dmabuf === false) return { usable: false, reason: 'it applies to dmabuf buffers only, and none are used' };
+  const udmabuf = udmabufAvailable();
+  if (!udmabuf.available) return { usable: false, reason: `cannot be tried without a dmabuf: ${udmabuf.reason}` };
+  return probeExplicitSync(options.display, probeDmabuf);
 }
 
 /** A blob frame in guest memory seen as a memfd frame, for the wl_shm path: only a single range can be. */

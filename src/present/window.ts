@@ -8,7 +8,8 @@ import { fitAspect } from '../geometry.js';
 
 export interface WindowOptions {
   title: string;
-  appId: string;
+  /** xdg_toplevel app_id (default "wlscanout"). */
+  appId?: string;
   fullscreen?: boolean;
   /** 'fit' keeps the guest's aspect ratio inside the configured size; 'stretch' fills it. */
   scaling?: 'fit' | 'stretch';
@@ -51,7 +52,7 @@ export class Window extends EventEmitter<{ configured: []; close: [] }> {
     this.xdgSurface = globals.wmBase.getXdgSurface(this.surface);
     this.toplevel = this.xdgSurface.getToplevel();
     this.toplevel.setTitle(options.title);
-    this.toplevel.setAppId(options.appId);
+    this.toplevel.setAppId(options.appId ?? 'wlscanout');
     if (globals.decorationManager) {
       globals.decorationManager.getToplevelDecoration(this.toplevel).setMode(ZxdgToplevelDecorationV1Mode.server_side);
     }
