@@ -73,7 +73,7 @@ export class QemuDisplay extends EventEmitter<QemuDisplayEvents> {
   private constructor(readonly qmp: QmpClient, readonly dbus: DBusConnection, readonly listener: DBusConnection,
     readonly vm: VmInfo, readonly console: ConsoleInfo) {
     super();
-    this.displayListener = new DisplayListener(listener, this, () => this.readConsoleSize());
+    this.displayListener = new DisplayListener(listener, this, () => this.readConsoleSize(), true);
     qmp.on('close', (reason) => this.end(reason ?? new Error('the QMP connection was closed')));
     dbus.on('close', (reason) => this.end(reason ?? new Error('the D-Bus display connection was closed')));
     listener.on('close', (reason) => this.end(reason ?? new Error('the D-Bus listener connection was closed')));
@@ -88,7 +88,10 @@ export class QemuDisplay extends EventEmitter<QemuDisplayEvents> {
     });
   }
 
-  /** Connects to QEMU's QMP socket, opens the p2p D-Bus display and registers as the console's listener. */
+  /**
+   * Connects to QEMU's QMP socket, opens the p2p D-Bus display and registers as the console's listener.
+   * Events start once the code after `await QemuDisplay.attach()` has run: subscribe there, before awaiting anything else.
+   */
   static async attach(options: QemuDisplayOptions): Promise<QemuDisplay> {
     const timeoutMs = options.timeoutMs ?? 5000;
     const consoleId = options.console ?? 0;
@@ -137,6 +140,8 @@ export class QemuDisplay extends EventEmitter<QemuDisplayEvents> {
       await Promise.all([registered, listener.ready]);
       if (display.closed) throw display.closedReason ?? new Error('the display closed while attaching');
       log.debug({ vm, console }, 'attached to the QEMU display');
+      // QEMU's first Scanout may already be here: events flow once the caller's `await attach()` has resumed.
+      setImmediate(() => display.displayListener.resume());
       return display;
     } catch (e) {
       listener?.close();

@@ -60,14 +60,21 @@ export class DisplayListener {
   /** The surface Updates paint: from the last Scanout or resize. */
   surface: ResizeEvent | null = null;
   private closed = false;
-  /** Effects waiting, in order, while the size of a changed surface is read. */
+  /** Effects waiting, in order, while something holds them: a pause, or reading a changed surface's size. */
   private held: Effect[] | null = null;
+  private holds = 0;
+  private paused: boolean;
   private readonly pendingDmabufReplies = new Set<() => void>();
   private readonly unexport: () => void;
 
-  /** Serves the listener on `connection`; readConsoleSize reads the console's current Width and Height. */
+  /**
+   * Serves the listener on `connection`; readConsoleSize reads the console's current Width and Height.
+   * When paused, the calls' events wait for resume() (QEMU calls as soon as it has the listener).
+   */
   constructor(connection: DBusConnection, private readonly sink: ListenerSink,
-    private readonly readConsoleSize: () => Promise<{ width: number; height: number }>) {
+    private readonly readConsoleSize: () => Promise<{ width: number; height: number }>, paused = false) {
+    this.paused = paused;
+    if (paused) this.hold();
     const invalid = (why: string): never => {
       throw new DBusError(ErrorNames.invalidArgs, why);
     };
@@ -154,6 +161,12 @@ export class DisplayListener {
     });
   }
 
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.release();
+  }
+
   /** Stops serving; held effects are dropped (their fds closed) and UpdateDMABUF calls answered. */
   close(): void {
     if (this.closed) return;
@@ -170,6 +183,18 @@ export class DisplayListener {
     else effect.run();
   }
 
+  private hold(): void {
+    this.holds++;
+    this.held ??= [];
+  }
+
+  private release(): void {
+    if (--this.holds > 0) return;
+    const held = this.held ?? [];
+    this.held = null;
+    for (const effect of held) this.deliver(effect); // an effect may hold again: the rest then wait behind it
+  }
+
   private onUpdate(event: UpdateEvent): void {
     if (fits(this.surface, event)) {
       this.sink.emit('update', event);
@@ -177,7 +202,8 @@ export class DisplayListener {
     }
     // A size change QEMU did not announce with a Scanout. The console's Width and Height already hold the new
     // size (their PropertiesChanged signal comes later), so everything waits until they are read.
-    this.held = [{ run: () => this.onResizedUpdate(event) }];
+    this.hold();
+    this.held!.push({ run: () => this.onResizedUpdate(event) });
     this.readConsoleSize().then(({ width, height }) => {
       if (this.closed) return;
       this.surface = { width, height, pixmanFormat: event.pixmanFormat };
@@ -185,11 +211,7 @@ export class DisplayListener {
       this.sink.emit('resize', this.surface);
     }, (e: Error) => {
       log.debug({ err: e.message }, 'reading the console size failed');
-    }).finally(() => {
-      const held = this.held ?? [];
-      this.held = null;
-      for (const effect of held) this.deliver(effect);
-    });
+    }).finally(() => this.release());
   }
 
   private onResizedUpdate(event: UpdateEvent): void {

@@ -279,25 +279,31 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
   private onPoll(status: number, events: number): void {
     if (this.state === 'closed') return;
     if (status < 0) {
+      // libuv reports POLLERR as EBADF; reading gets what is left and then the socket's real error.
+      while (!this.closed && this.readSome()) { /* drain */ }
+      if (this.closed) return;
       return this.failSocket(Object.assign(new Error(`D-Bus ${this.name}: polling the socket failed (libuv status ${status})`), { code: 'EIO' }));
     }
     if (events & constants.POLL_WRITABLE) this.flushOut();
     if (events & (constants.POLL_READABLE | constants.POLL_DISCONNECT)) this.readSome();
   }
 
-  private readSome(): void {
+  /** Reads and handles what is there, a bounded amount; true if more may be waiting. */
+  private readSome(): boolean {
     for (let i = 0; i < READS_PER_WAKEUP && this.state !== 'closed'; i++) {
       let received;
       try {
         received = recvmsg(this.fd, READ_BYTES, READ_FDS);
       } catch (e) {
-        return this.failSocket(e as Error);
+        this.failSocket(e as Error);
+        return false;
       }
-      if (received === null) return;
+      if (received === null) return false;
       if (received.data.length === 0) {
         closeAll(received.fds);
         const error = Object.assign(new Error(`D-Bus ${this.name}: the peer closed the connection`), { code: 'ECONNRESET' });
-        return this.shutdown(error, false);
+        this.shutdown(error, false);
+        return false;
       }
       if (this.state === 'auth') {
         closeAll(received.fds); // nobody sends fds during the handshake
@@ -307,6 +313,7 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
         this.onBytes(received.data);
       }
     }
+    return this.state !== 'closed';
   }
 
   private onAuthData(data: Buffer): void {
