@@ -701,6 +701,13 @@ describe('QEMU display (real QEMU, -display dbus,p2p=yes)', () => {
     expect(listOpenFds()).toEqual(baseline);
   });
 
+  it('attach fails with the reason, and leaks nothing, for a missing console or a missing QEMU', async () => {
+    await expect(QemuDisplay.attach({ qmpPath, console: 5 })).rejects.toThrow('QEMU has no console 5 (it has: 0)');
+    await expect(QemuDisplay.attach({ qmpPath: path.join(dir, 'nothing.sock') })).rejects.toThrow(/QMP: no greeting \(connect ENOENT/);
+    await sleep(50);
+    expect(listOpenFds()).toEqual(baseline);
+  });
+
   it('closes cleanly when QEMU is killed, without leaking fds', async () => {
     const display = await QemuDisplay.attach({ qmpPath });
     const closed = new Promise<Error | null>((r) => display.once('close', r));

@@ -178,9 +178,15 @@ export class DisplayListener {
   }
 
   private deliver(effect: Effect): void {
-    if (this.closed) effect.drop?.();
-    else if (this.held) this.held.push(effect);
-    else effect.run();
+    if (this.closed) return effect.drop?.();
+    if (this.held) return void this.held.push(effect);
+    try {
+      effect.run();
+    } catch (e) {
+      // An event listener threw. Held effects run outside any D-Bus call, so this is where it is reported;
+      // the effects behind it still run, and QEMU is not told about our bug.
+      log.error({ err: e }, 'a QEMU display event listener threw');
+    }
   }
 
   private hold(): void {

@@ -7,37 +7,16 @@
 // value holding them: a method handler for its 'h' arguments, the caller of call() for 'h' values in the reply;
 // every other received fd (unreferenced, unanswered, in a signal, or pending at close) is closed here.
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { FdWatcher, close as closeFd, constants, dup, recvmsg, sendmsg } from '../../../native/fds.js';
 import { log } from '../../../log.js';
 import { SaslClient } from './auth.js';
 import { DBusError, ErrorNames } from './errors.js';
 import { MessageFlags, MessageType, decodeMessage, encodeMessage, messageSize, type MessageHeader, type Message } from './message.js';
-import { parseSignature } from './signature.js';
-import { Variant, isObjectPath, type DBusValue } from './values.js';
+import { closeFds, closeUnreferenced } from './fds.js';
+import { ObjectTable, type InterfaceSpec } from './objects.js';
+import { isObjectPath, type DBusValue, type Variant } from './values.js';
 
-export interface MethodSpec {
-  /** Argument signature; a call with other arguments gets an InvalidArgs error reply. */
-  in: string;
-  /** Reply signature (default: none). */
-  out?: string;
-  /**
-   * Returns the reply: its single value, an array of values when `out` has several, nothing when it has none;
-   * or a Promise of that, and the reply goes when it resolves. A thrown DBusError becomes that error reply.
-   * 'h' arguments are fds that belong to the handler from now on.
-   */
-  handler(args: DBusValue[], message: Message): unknown;
-}
-
-export interface PropertySpec {
-  signature: string;
-  get(): DBusValue;
-}
-
-export interface InterfaceSpec {
-  methods?: Record<string, MethodSpec>;
-  properties?: Record<string, PropertySpec>;
-}
+export type { InterfaceSpec, MethodSpec, PropertySpec } from './objects.js';
 
 export interface CallOptions {
   path: string;
@@ -86,9 +65,7 @@ const READ_BYTES = 256 * 1024;
 const READ_FDS = 64;
 const READS_PER_WAKEUP = 64; // then back to the event loop; the watcher fires again while data is left
 
-const PEER = 'org.freedesktop.DBus.Peer';
 const PROPERTIES = 'org.freedesktop.DBus.Properties';
-const INTROSPECTABLE = 'org.freedesktop.DBus.Introspectable';
 
 export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
   /** Resolves once authenticated; rejects if the connection ends first. */
@@ -107,7 +84,7 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
   private readonly callTimeoutMs: number;
   private lastSerial = 0;
   private readonly calls = new Map<number, PendingCall>();
-  private readonly objects = new Map<string, Map<string, InterfaceSpec>>();
+  private readonly objects = new ObjectTable();
   private inbuf: Buffer = EMPTY;
   private partial: { buf: Buffer; filled: number } | null = null;
   private readonly fdQueue: number[] = [];
@@ -160,6 +137,7 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
     try {
       if (!isObjectPath(options.path)) throw new TypeError(`'${options.path}' is not a D-Bus object path`);
       encoded = encodeMessage(header, options.body ?? []);
+      if (encoded.fds.length && this.state === 'open' && !this.unixFds) throw new DBusError(ErrorNames.failed, `D-Bus ${this.name}: the peer does not take unix fds`);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -198,20 +176,7 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
 
   /** Serves `iface` at `path` (Properties, Peer and Introspectable come with it). Returns a function that withdraws it. */
   exportInterface(path: string, iface: string, spec: InterfaceSpec): () => void {
-    if (!isObjectPath(path)) throw new TypeError(`'${path}' is not a D-Bus object path`);
-    for (const [member, method] of Object.entries(spec.methods ?? {})) {
-      parseSignature(method.in);
-      parseSignature(method.out ?? '');
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(member)) throw new TypeError(`'${member}' is not a D-Bus member name`);
-    }
-    let interfaces = this.objects.get(path);
-    if (!interfaces) this.objects.set(path, (interfaces = new Map()));
-    interfaces.set(iface, spec);
-    return () => {
-      if (interfaces.get(iface) !== spec) return;
-      interfaces.delete(iface);
-      if (interfaces.size === 0) this.objects.delete(path);
-    };
+    return this.objects.add(path, iface, spec);
   }
 
   close(): void {
@@ -258,7 +223,7 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
         if ((e as NodeJS.ErrnoException).code === 'EAGAIN') break;
         return this.failSocket(e as Error);
       }
-      closeAll(chunk.fds);
+      closeFds(chunk.fds);
       chunk.fds = [];
       chunk.data = chunk.data.subarray(sent);
       if (chunk.data.length === 0) this.out.shift();
@@ -300,13 +265,13 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
       }
       if (received === null) return false;
       if (received.data.length === 0) {
-        closeAll(received.fds);
+        closeFds(received.fds);
         const error = Object.assign(new Error(`D-Bus ${this.name}: the peer closed the connection`), { code: 'ECONNRESET' });
         this.shutdown(error, false);
         return false;
       }
       if (this.state === 'auth') {
-        closeAll(received.fds); // nobody sends fds during the handshake
+        closeFds(received.fds); // nobody sends fds during the handshake
         this.onAuthData(received.data);
       } else {
         this.fdQueue.push(...received.fds);
@@ -331,7 +296,7 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
     clearTimeout(this.authTimer);
     for (const chunk of this.beforeBegin.splice(0)) {
       this.write(chunk.data, chunk.fds);
-      closeAll(chunk.fds);
+      closeFds(chunk.fds);
     }
     log.debug({ dbus: this.name, guid: this.guid, unixFds: this.unixFds }, 'D-Bus authenticated');
     this.settleReady(null);
@@ -392,17 +357,17 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
         try {
           this.emit('signal', message);
         } finally {
-          closeAll(message.fds);
+          closeFds(message.fds);
         }
         return;
-      default: closeAll(message.fds); // unknown message types are ignored
+      default: closeFds(message.fds); // unknown message types are ignored
     }
   }
 
   private onReply(message: Message): void {
     const pending = this.calls.get(message.replySerial!);
     if (!pending) {
-      closeAll(message.fds);
+      closeFds(message.fds);
       return;
     }
     this.calls.delete(message.replySerial!);
@@ -411,119 +376,23 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
       closeUnreferenced(message);
       pending.resolve(message.body);
     } else {
-      closeAll(message.fds);
+      closeFds(message.fds);
       const text = typeof message.body[0] === 'string' ? message.body[0] : message.errorName!;
       pending.reject(new DBusError(message.errorName!, text));
     }
   }
 
   private onCall(call: Message): void {
-    const reply = (signature: string, body: DBusValue[]): void => {
-      if (call.flags & MessageFlags.noReplyExpected || this.state === 'closed') return;
-      this.send(encodeMessage({ type: MessageType.methodReturn, flags: 0, serial: this.nextSerial(), replySerial: call.serial, destination: call.sender, signature }, body));
-    };
-    const replyError = (errorName: string, text: string): void => {
-      log.debug({ dbus: this.name, member: call.member, path: call.path, errorName, text }, 'D-Bus error reply');
-      if (call.flags & MessageFlags.noReplyExpected || this.state === 'closed') return;
-      this.send(encodeMessage({ type: MessageType.error, flags: 0, serial: this.nextSerial(), replySerial: call.serial, destination: call.sender, errorName, signature: 's' }, [text]));
-    };
-    const fail = (e: unknown): void => (e instanceof DBusError ? replyError(e.errorName, e.message)
-      : replyError(ErrorNames.failed, e instanceof Error ? e.message : String(e)));
-
-    const builtin = this.builtinCall(call);
-    if (builtin) {
-      closeAll(call.fds);
-      try {
-        return reply(...builtin());
-      } catch (e) {
-        return fail(e);
-      }
-    }
-    const target = this.findMethod(call);
-    if (target instanceof DBusError) {
-      closeAll(call.fds);
-      return fail(target);
-    }
-    const { method, out } = target;
-    if (call.signature !== method.in) {
-      closeAll(call.fds);
-      return replyError(ErrorNames.invalidArgs, `${call.member} takes (${method.in}), got (${call.signature})`);
-    }
-    closeUnreferenced(call);
-    const send = (value: unknown): void => {
-      try {
-        reply(method.out ?? '', out === 0 ? [] : out === 1 ? [value as DBusValue] : (value as DBusValue[]));
-      } catch (e) {
-        log.warn({ dbus: this.name, member: call.member, err: (e as Error).message }, 'D-Bus method handler returned a value that does not fit its out signature');
-        fail(e);
-      }
-    };
-    let result: unknown;
-    try {
-      result = method.handler(call.body, call);
-    } catch (e) {
-      return fail(e);
-    }
-    if (result instanceof Promise) result.then(send, fail);
-    else send(result);
-  }
-
-  private findMethod(call: Message): { method: MethodSpec; out: number } | DBusError {
-    const interfaces = this.objects.get(call.path!);
-    if (!interfaces) return new DBusError(ErrorNames.unknownObject, `no object at ${call.path}`);
-    const candidates = call.interface ? [interfaces.get(call.interface)] : [...interfaces.values()];
-    if (call.interface && !candidates[0]) return new DBusError(ErrorNames.unknownInterface, `${call.path} has no interface ${call.interface}`);
-    for (const spec of candidates) {
-      const method = spec?.methods?.[call.member!];
-      if (method) return { method, out: parseSignature(method.out ?? '').length };
-    }
-    return new DBusError(ErrorNames.unknownMethod, `${call.path} has no method ${call.interface ?? ''}${call.interface ? '.' : ''}${call.member}`);
-  }
-
-  /** Peer, Introspectable and Properties; returns the reply's [signature, body] maker, or null for other calls. */
-  private builtinCall(call: Message): (() => [string, DBusValue[]]) | null {
-    const { interface: iface, member, body } = call;
-    if (iface === PEER && member === 'Ping' && call.signature === '') return () => ['', []];
-    if (iface === PEER && member === 'GetMachineId') return () => ['s', [machineId()]];
-    if (iface === INTROSPECTABLE && member === 'Introspect') return () => ['s', [this.introspect(call.path!)]];
-    if (iface !== PROPERTIES) return null;
-    return () => {
-      const expected = { Get: 'ss', GetAll: 's', Set: 'ssv' }[member!];
-      if (!expected) throw new DBusError(ErrorNames.unknownMethod, `${PROPERTIES} has no method ${member}`);
-      if (call.signature !== expected) throw new DBusError(ErrorNames.invalidArgs, `${member} takes (${expected}), got (${call.signature})`);
-      const interfaces = this.objects.get(call.path!);
-      if (!interfaces) throw new DBusError(ErrorNames.unknownObject, `no object at ${call.path}`);
-      const spec = interfaces.get(body[0] as string);
-      if (!spec) throw new DBusError(ErrorNames.unknownInterface, `${call.path} has no interface ${body[0]}`);
-      const properties = spec.properties ?? {};
-      if (member === 'GetAll') {
-        return ['a{sv}', [new Map(Object.entries(properties).map(([name, p]) => [name, new Variant(p.signature, p.get())]))]];
-      }
-      const property = properties[body[1] as string];
-      if (!property) throw new DBusError(ErrorNames.unknownProperty, `${body[0]} has no property ${body[1]}`);
-      if (member === 'Set') throw new DBusError(ErrorNames.propertyReadOnly, `${body[0]}.${body[1]} is read-only`);
-      return ['v', [new Variant(property.signature, property.get())]];
-    };
-  }
-
-  private introspect(path: string): string {
-    const lines = ['<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"',
-      ' "http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">', '<node>'];
-    for (const [name, spec] of this.objects.get(path) ?? []) {
-      lines.push(`  <interface name="${name}">`);
-      for (const [member, method] of Object.entries(spec.methods ?? {})) {
-        const args = [...parseSignature(method.in).map((t) => `<arg type="${t.sig}" direction="in"/>`),
-          ...parseSignature(method.out ?? '').map((t) => `<arg type="${t.sig}" direction="out"/>`)];
-        lines.push(`    <method name="${member}">${args.join('')}</method>`);
-      }
-      for (const [prop, p] of Object.entries(spec.properties ?? {})) lines.push(`    <property name="${prop}" type="${p.signature}" access="read"/>`);
-      lines.push('  </interface>');
-    }
-    const prefix = path === '/' ? '/' : path + '/';
-    const children = new Set([...this.objects.keys()].filter((p) => p.startsWith(prefix)).map((p) => p.slice(prefix.length).split('/')[0]));
-    for (const child of children) lines.push(`  <node name="${child}"/>`);
-    lines.push('</node>');
-    return lines.join('\n');
+    const wanted = (): boolean => !(call.flags & MessageFlags.noReplyExpected) && this.state !== 'closed';
+    this.objects.dispatch(call, {
+      reply: (signature, body) => {
+        if (wanted()) this.send(encodeMessage({ type: MessageType.methodReturn, flags: 0, serial: this.nextSerial(), replySerial: call.serial, destination: call.sender, signature }, body));
+      },
+      error: (errorName, text) => {
+        log.debug({ dbus: this.name, member: call.member, path: call.path, errorName, text }, 'D-Bus error reply');
+        if (wanted()) this.send(encodeMessage({ type: MessageType.error, flags: 0, serial: this.nextSerial(), replySerial: call.serial, destination: call.sender, errorName, signature: 's' }, [text]));
+      },
+    });
   }
 
   // ---- ending ----
@@ -548,8 +417,8 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
     } catch (e) {
       log.debug({ dbus: this.name, err: (e as Error).message }, 'closing the D-Bus socket failed');
     }
-    for (const chunk of [...this.out.splice(0), ...this.beforeBegin.splice(0)]) closeAll(chunk.fds);
-    closeAll(this.fdQueue.splice(0));
+    for (const chunk of [...this.out.splice(0), ...this.beforeBegin.splice(0)]) closeFds(chunk.fds);
+    closeFds(this.fdQueue.splice(0));
     this.partial = null;
     this.inbuf = EMPTY;
     const gone = reason ? `D-Bus ${this.name} ended: ${reason.message}` : `D-Bus ${this.name} was closed`;
@@ -563,31 +432,4 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
     if (reason && isFault && this.listenerCount('error') > 0) this.emit('error', reason);
     this.emit('close', reason);
   }
-}
-
-function closeAll(fds: number[]): void {
-  for (const fd of fds) {
-    try {
-      closeFd(fd);
-    } catch (e) {
-      log.warn({ fd, err: (e as Error).message }, 'closing a received fd failed');
-    }
-  }
-}
-
-function closeUnreferenced(message: Message): void {
-  closeAll(message.fds.filter((_, i) => !message.referencedFds.has(i)));
-}
-
-let cachedMachineId: string | null = null;
-function machineId(): string {
-  if (cachedMachineId === null) {
-    try {
-      cachedMachineId = readFileSync('/etc/machine-id', 'utf8').trim();
-    } catch {
-      cachedMachineId = '';
-    }
-  }
-  if (!cachedMachineId) throw new DBusError(ErrorNames.failed, 'no /etc/machine-id');
-  return cachedMachineId;
 }

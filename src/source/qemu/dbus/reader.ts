@@ -26,20 +26,22 @@ export class Reader {
   }
 
   read(type: SigType, depth: number): DBusValue {
+    const le = this.littleEndian;
+    const b = this.buf;
     switch (type.kind) {
-      case 'y': return this.take(1, 'y')[this.pos - 1];
+      case 'y': return b[this.at(1, 'y')];
       case 'b': {
         const n = this.uint32('b');
         if (n > 1) throw this.error(`boolean is ${n} (must be 0 or 1)`, -4);
         return n === 1;
       }
-      case 'n': this.take(2, 'n'); return this.littleEndian ? this.buf.readInt16LE(this.pos - 2) : this.buf.readInt16BE(this.pos - 2);
-      case 'q': this.take(2, 'q'); return this.littleEndian ? this.buf.readUInt16LE(this.pos - 2) : this.buf.readUInt16BE(this.pos - 2);
-      case 'i': this.take(4, 'i'); return this.littleEndian ? this.buf.readInt32LE(this.pos - 4) : this.buf.readInt32BE(this.pos - 4);
+      case 'n': { const p = this.at(2, 'n'); return le ? b.readInt16LE(p) : b.readInt16BE(p); }
+      case 'q': { const p = this.at(2, 'q'); return le ? b.readUInt16LE(p) : b.readUInt16BE(p); }
+      case 'i': { const p = this.at(4, 'i'); return le ? b.readInt32LE(p) : b.readInt32BE(p); }
       case 'u': return this.uint32('u');
-      case 'x': this.take(8, 'x'); return this.littleEndian ? this.buf.readBigInt64LE(this.pos - 8) : this.buf.readBigInt64BE(this.pos - 8);
-      case 't': this.take(8, 't'); return this.littleEndian ? this.buf.readBigUInt64LE(this.pos - 8) : this.buf.readBigUInt64BE(this.pos - 8);
-      case 'd': this.take(8, 'd'); return this.littleEndian ? this.buf.readDoubleLE(this.pos - 8) : this.buf.readDoubleBE(this.pos - 8);
+      case 'x': { const p = this.at(8, 'x'); return le ? b.readBigInt64LE(p) : b.readBigInt64BE(p); }
+      case 't': { const p = this.at(8, 't'); return le ? b.readBigUInt64LE(p) : b.readBigUInt64BE(p); }
+      case 'd': { const p = this.at(8, 'd'); return le ? b.readDoubleLE(p) : b.readDoubleBE(p); }
       case 'h': {
         const index = this.uint32('h');
         if (index >= this.fds.length) {
@@ -56,7 +58,7 @@ export class Reader {
       }
       case 'g': return this.signature();
       case 'v': {
-        if (depth + 1 > MAX_NESTING) throw this.error(`containers nested deeper than ${MAX_NESTING}`);
+        this.checkDepth(depth + 1);
         const sig = this.signature();
         let inner: SigType;
         try {
@@ -67,7 +69,7 @@ export class Reader {
         return new Variant(sig, this.read(inner, depth + 1));
       }
       case '(': {
-        if (depth + 1 > MAX_NESTING) throw this.error(`containers nested deeper than ${MAX_NESTING}`);
+        this.checkDepth(depth + 1);
         this.skipPadding(8);
         return type.fields.map((field) => this.read(field, depth + 1));
       }
@@ -76,8 +78,9 @@ export class Reader {
     }
   }
 
+  /** Reads an array at nesting level `depth`; a dict entry inside it is one level deeper. */
   private array(elem: SigType, depth: number): DBusValue {
-    if (depth > MAX_NESTING) throw this.error(`containers nested deeper than ${MAX_NESTING}`);
+    this.checkDepth(depth);
     const length = this.uint32('a');
     if (length > MAX_ARRAY_BYTES) throw this.error(`array length ${length} exceeds the maximum ${MAX_ARRAY_BYTES}`, -4);
     this.skipPadding(elem.align);
@@ -92,10 +95,10 @@ export class Reader {
     const inner = new Reader(this.buf, this.pos, end, this.littleEndian, this.fds, `array 'a${elem.sig}'`);
     let result: DBusValue;
     if (elem.kind === '{') {
+      this.checkDepth(depth + 1);
       const map = new Map<DBusValue, DBusValue>();
       while (inner.pos < end) {
         inner.skipPadding(8);
-        if (depth + 1 > MAX_NESTING) throw this.error(`containers nested deeper than ${MAX_NESTING}`);
         const key = inner.read(elem.key, depth + 1);
         map.set(key, inner.read(elem.value, depth + 1));
       }
@@ -111,7 +114,7 @@ export class Reader {
   }
 
   private signature(): string {
-    const length = this.take(1, 'g')[this.pos - 1];
+    const length = this.buf[this.at(1, 'g')];
     const sig = this.stringBytes(length, 'g');
     if (!/^[a-z(){}]*$/.test(sig)) throw this.error(`signature '${sig}' has characters no type uses`);
     try {
@@ -136,18 +139,22 @@ export class Reader {
   }
 
   private uint32(code: string): number {
-    this.take(4, code);
-    return this.littleEndian ? this.buf.readUInt32LE(this.pos - 4) : this.buf.readUInt32BE(this.pos - 4);
+    const p = this.at(4, code);
+    return this.littleEndian ? this.buf.readUInt32LE(p) : this.buf.readUInt32BE(p);
   }
 
-  /** Skips the alignment padding before a value of `size` bytes, checks it is there, and consumes the value. */
-  private take(size: number, code: string): Buffer {
+  /** Skips the padding before a fixed-size value, checks the value is all there, consumes it: returns where it is. */
+  private at(size: number, code: string): number {
     this.skipPadding(size);
     if (this.pos + size > this.end) {
       throw this.error(`truncated: '${code}' needs ${size} bytes, ${this.end - this.pos} left`);
     }
     this.pos += size;
-    return this.buf;
+    return this.pos - size;
+  }
+
+  private checkDepth(depth: number): void {
+    if (depth > MAX_NESTING) throw this.error(`containers nested deeper than ${MAX_NESTING}`);
   }
 
   private skipPadding(align: number): void {
