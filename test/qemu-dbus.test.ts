@@ -600,8 +600,15 @@ describe('QEMU display (real QEMU, -display dbus,p2p=yes)', () => {
     } finally {
       fs.closeSync(logFd);
     }
-    await waitFor("QEMU's QMP socket", () => fs.existsSync(qmpPath) || qemu.exitCode !== null, 10_000);
-    if (qemu.exitCode !== null) throw new Error(`QEMU exited: ${fs.readFileSync(logPath, 'utf8')}`);
+    // the socket file appears at bind(), a moment before QEMU listens on it
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (qemu.exitCode !== null) throw new Error(`QEMU exited: ${fs.readFileSync(logPath, 'utf8')}`);
+      const qmp = await QmpClient.connect(qmpPath).catch((e: Error) => e);
+      if (qmp instanceof QmpClient) return qmp.close();
+      if (Date.now() > deadline) throw new Error(`QEMU's QMP socket does not answer: ${qmp.message}`);
+      await sleep(50);
+    }
   }
 
   async function stopQemu(): Promise<void> {
@@ -626,9 +633,9 @@ describe('QEMU display (real QEMU, -display dbus,p2p=yes)', () => {
     try {
       expect(qmp.greeting!.version.qemu.major).toBeGreaterThanOrEqual(7);
       expect(await qmp.execute('query-status')).toMatchObject({ running: true });
-      const error = await qmp.execute('no-such-command').catch((e) => e);
+      const error = await qmp.execute('no-such-command').then(() => null, (e: QmpError) => e);
       expect(error).toBeInstanceOf(QmpError);
-      expect(error.errorClass).toBe('CommandNotFound');
+      expect(error!.errorClass).toBe('CommandNotFound');
       const [a, b] = socketpair();
       await qmp.getfd('test-fd', a);
       closeFds([a, b]);
@@ -690,13 +697,17 @@ describe('QEMU display (real QEMU, -display dbus,p2p=yes)', () => {
     }
     await sleep(50);
     expect(listOpenFds()).toEqual(baseline);
-    // QEMU took the detach in its stride: a new client attaches and gets a fresh scanout
+    // QEMU took the detach in its stride: a new client attaches and gets a fresh scanout of the current surface
     const again = await QemuDisplay.attach({ qmpPath });
-    const scanout = new Promise((r) => again.once('scanout', r));
-    await again.keyboard.press(0x39);
-    await again.keyboard.release(0x39);
-    again.close();
-    await expect(Promise.race([scanout, sleep(3000).then(() => 'none')])).resolves.not.toBe('none');
+    try {
+      const scanout = new Promise<{ width: number; height: number }>((r) => again.once('scanout', r));
+      await again.keyboard.press(0x39);
+      await again.keyboard.release(0x39);
+      const fresh = await Promise.race([scanout, sleep(5000).then(() => null)]);
+      expect(fresh).toMatchObject({ width: again.console.width, height: again.console.height });
+    } finally {
+      again.close();
+    }
     await sleep(50);
     expect(listOpenFds()).toEqual(baseline);
   });

@@ -192,7 +192,7 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
 
   private send(encoded: { data: Buffer; fds: number[] }): void {
     if (this.state === 'closed') return;
-    if (this.state === 'auth') this.beforeBegin.push({ data: encoded.data, fds: encoded.fds.map((fd) => dup(fd)) });
+    if (this.state === 'auth') this.beforeBegin.push({ data: encoded.data, fds: dupAll(encoded.fds) });
     else this.write(encoded.data, encoded.fds);
   }
 
@@ -206,10 +206,10 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
         if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') return this.failSocket(e as Error);
       }
       if (sent === data.length) return;
-      this.out.push({ data: data.subarray(sent), fds: sent === 0 ? fds.map((fd) => dup(fd)) : [] });
+      this.out.push({ data: data.subarray(sent), fds: sent === 0 ? dupAll(fds) : [] });
       this.watch();
     } else {
-      this.out.push({ data, fds: fds.map((fd) => dup(fd)) });
+      this.out.push({ data, fds: dupAll(fds) });
     }
   }
 
@@ -432,4 +432,16 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
     if (reason && isFault && this.listenerCount('error') > 0) this.emit('error', reason);
     this.emit('close', reason);
   }
+}
+
+/** Copies of fds, all or none. */
+function dupAll(fds: number[]): number[] {
+  const copies: number[] = [];
+  try {
+    for (const fd of fds) copies.push(dup(fd));
+  } catch (e) {
+    closeFds(copies);
+    throw e;
+  }
+  return copies;
 }
