@@ -3,7 +3,7 @@
 # Idempotent: does nothing (and prints nothing) when everything is already installed.
 set -eu
 
-PACKAGES="weston sway grim libwayland-dev wayland-protocols pkg-config g++ make python3 util-linux"
+PACKAGES="weston sway grim libwayland-dev wayland-protocols pkg-config g++ make python3 util-linux libdrm-dev"
 
 missing=""
 for p in $PACKAGES; do
