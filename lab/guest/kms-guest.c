@@ -96,27 +96,21 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static unsigned long cmdline_param(const char *name, unsigned long def, const char **str)
+/* The value of kernel command line parameter `name` (it ends at a space or newline), or NULL. */
+static const char *cmdline_param(const char *name)
 {
-	static char buf[4096];
-	if (!buf[0]) {
-		int fd = open("/proc/cmdline", O_RDONLY);
-		ssize_t n = fd >= 0 ? read(fd, buf + 1, sizeof buf - 2) : -1;
-		buf[0] = ' '; /* so every parameter is preceded by a space */
-		if (n > 0)
-			buf[n + 1] = 0;
-		if (fd >= 0)
-			close(fd);
+	static char buf[4096] = " "; /* a space before every parameter, the first too */
+	int fd = open("/proc/cmdline", O_RDONLY);
+	if (fd >= 0 && buf[1] == 0) {
+		ssize_t n = read(fd, buf + 1, sizeof buf - 2);
+		buf[n > 0 ? n + 1 : 1] = 0;
 	}
+	if (fd >= 0)
+		close(fd);
 	char key[64];
 	snprintf(key, sizeof key, " %s=", name);
-	char *p = strstr(buf, key);
-	if (!p)
-		return def;
-	p += strlen(key);
-	if (str)
-		*str = p;
-	return strtoul(p, NULL, 0);
+	const char *p = strstr(buf, key);
+	return p ? p + strlen(key) : NULL;
 }
 
 /* The virtio_gpu card; the lab kernel also has vgem and vkms. Device probing may finish after init starts. */
@@ -155,17 +149,18 @@ int main(int argc, char **argv)
 	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
 	int con = open("/dev/console", O_RDWR);
 	if (con >= 0) {
-		dup2(con, 0), dup2(con, 1), dup2(con, 2);
+		for (int i = 0; i < 3; i++)
+			dup2(con, i);
 		if (con > 2)
 			close(con);
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	const char *exit_mode = "";
-	unsigned long frames = cmdline_param("wlscanout.frames", ULONG_MAX, NULL); /* default: forever */
-	unsigned long interval_ms = cmdline_param("wlscanout.interval_ms", 500, NULL);
-	cmdline_param("wlscanout.exit", 0, &exit_mode);
-	int do_reboot = strncmp(exit_mode, "reboot", 6) == 0;
+	const char *frames_arg = cmdline_param("wlscanout.frames"), *interval_arg = cmdline_param("wlscanout.interval_ms");
+	const char *exit_arg = cmdline_param("wlscanout.exit");
+	unsigned long frames = frames_arg ? strtoul(frames_arg, NULL, 10) : ULONG_MAX; /* default: forever */
+	unsigned long interval_ms = interval_arg ? strtoul(interval_arg, NULL, 10) : 500;
+	int do_reboot = exit_arg && strncmp(exit_arg, "reboot", 6) == 0;
 
 	int fd = open_virtio_gpu();
 
