@@ -21,6 +21,7 @@ npm: node_modules/.package-lock.json
 
 build: npm
 	npm run --silent build
+	$(MAKE) -s -C lab/guest
 
 demo: build
 	node dist/cli/main.js demo

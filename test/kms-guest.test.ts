@@ -1,0 +1,231 @@
+// Boots the lab kernel under QEMU (TCG) with lab/guest/build/kms-guest as init over a read-only 9p root, and
+// checks QEMU's own screendump of the virtio-gpu scan-out against renderKmsGuestPattern, pixel for pixel.
+// Needs the cached lab kernel: without it this suite FAILS (it does not skip).
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { renderKmsGuestPattern } from '../src/source/kms-guest-pattern.js';
+
+const guestDir = fileURLToPath(new URL('../lab/guest/', import.meta.url));
+const guest = join(guestDir, 'build/kms-guest');
+const cacheDir = join(homedir(), '.cache/wlscanout-lab');
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** $WLSCANOUT_LAB_KERNEL, else the newest ~/.cache/wlscanout-lab/kernel-*\/bzImage. */
+function findLabKernel(): string {
+  const fromEnv = process.env.WLSCANOUT_LAB_KERNEL;
+  if (fromEnv) {
+    if (!existsSync(fromEnv)) throw new Error(`WLSCANOUT_LAB_KERNEL=${fromEnv} does not exist`);
+    return fromEnv;
+  }
+  const found = (existsSync(cacheDir) ? readdirSync(cacheDir) : [])
+    .filter((d) => d.startsWith('kernel-'))
+    .map((d) => join(cacheDir, d, 'bzImage'))
+    .filter((f) => existsSync(f))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  if (found.length === 0) {
+    throw new Error(`THE LAB KERNEL IS MISSING: no ${cacheDir}/kernel-*/bzImage. Build the lab kernel first ` +
+      '(or point WLSCANOUT_LAB_KERNEL at a bzImage with virtio-gpu and 9p); this suite cannot run without it.');
+  }
+  return found[0];
+}
+
+interface GuestOptions { gpu?: string | null; append?: string; extra?: string[] }
+
+/** One QEMU running the guest: serial lines as they arrive, QMP commands, exit. */
+class LabVm {
+  readonly lines: string[] = [];
+  readonly started = Date.now();
+  exitCode: number | null | undefined = undefined;
+  private readonly qemu: ChildProcess;
+  private readonly qmpPath: string;
+  private qmp?: { socket: Socket; pending: ((reply: any) => void)[]; buffer: string };
+
+  constructor(kernel: string, dir: string, { gpu = 'virtio-gpu-pci', append = '', extra = [] }: GuestOptions) {
+    this.qmpPath = join(dir, `qmp-${Math.random().toString(36).slice(2)}.sock`);
+    const args = [
+      '-m', '256', '-smp', '1', '-vga', 'none', '-net', 'none', '-no-reboot', '-display', 'none',
+      '-kernel', kernel, ...(gpu ? ['-device', gpu] : []), ...extra,
+      '-qmp', `unix:${this.qmpPath},server=on,wait=off`, '-serial', 'stdio', '-monitor', 'none',
+      '-fsdev', 'local,id=root,path=/,security_model=none,readonly=on,multidevs=remap',
+      '-device', 'virtio-9p-pci,fsdev=root,mount_tag=root',
+      '-append', 'console=ttyS0 root=root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=512000 ro ' +
+        `init=${guest} panic=-1 quiet ${append}`,
+    ];
+    this.qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let partial = '';
+    const onData = (chunk: Buffer): void => {
+      const parts = (partial + chunk.toString('latin1')).split(/\r?\n/);
+      partial = parts.pop()!;
+      this.lines.push(...parts);
+    };
+    this.qemu.stdout!.on('data', onData);
+    this.qemu.stderr!.on('data', onData);
+    this.qemu.on('exit', (code) => { this.exitCode = code; });
+  }
+
+  get log(): string { return this.lines.join('\n'); }
+
+  /** Resolves with the first serial line matching `re` (searching from line `from`). */
+  async waitLine(re: RegExp, timeoutMs: number, from = 0): Promise<{ match: RegExpMatchArray; index: number }> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      for (let i = from; i < this.lines.length; i++) {
+        const failure = /kms-guest: .* failed|Kernel panic/.exec(this.lines[i]);
+        if (failure && !re.test(this.lines[i])) throw new Error(`guest failed: ${this.lines[i]}\n${this.log}`);
+        const match = re.exec(this.lines[i]);
+        if (match) return { match, index: i };
+      }
+      if (this.exitCode !== undefined) throw new Error(`QEMU exited (${this.exitCode}) before ${re}:\n${this.log}`);
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${re}:\n${this.log}`);
+      await sleep(20);
+    }
+  }
+
+  async command(execute: string, args?: object): Promise<any> {
+    if (!this.qmp) {
+      const socket = await new Promise<Socket>((resolve, reject) => {
+        const s = connect(this.qmpPath, () => resolve(s)).once('error', reject);
+      });
+      const qmp = { socket, pending: [] as ((reply: any) => void)[], buffer: '' };
+      socket.on('data', (chunk) => {
+        const parts = (qmp.buffer + chunk.toString()).split('\n');
+        qmp.buffer = parts.pop()!;
+        for (const part of parts) {
+          const msg = JSON.parse(part);
+          if ('QMP' in msg || 'event' in msg) continue;
+          qmp.pending.shift()?.(msg);
+        }
+      });
+      socket.on('close', () => { for (const resolve of qmp.pending.splice(0)) resolve({ return: 'closed' }); });
+      this.qmp = qmp;
+      await this.command('qmp_capabilities');
+    }
+    const reply = await new Promise<any>((resolve) => {
+      this.qmp!.pending.push(resolve);
+      this.qmp!.socket.write(JSON.stringify({ execute, arguments: args }) + '\n');
+    });
+    if (reply.error) throw new Error(`QMP ${execute}: ${reply.error.class}: ${reply.error.desc}`);
+    return reply.return;
+  }
+
+  async exited(timeoutMs: number): Promise<number | null> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.exitCode === undefined) {
+      if (Date.now() > deadline) throw new Error(`QEMU still running after ${timeoutMs} ms:\n${this.log}`);
+      await sleep(20);
+    }
+    return this.exitCode;
+  }
+
+  kill(): void {
+    this.qmp?.socket.destroy();
+    if (this.exitCode === undefined) this.qemu.kill('SIGKILL');
+  }
+}
+
+/** A binary PPM (P6, maxval 255) as 0x00RRGGBB words. */
+function readPpm(path: string): { width: number; height: number; pixels: Uint32Array } {
+  const data = readFileSync(path);
+  const fields: string[] = [];
+  let pos = 0;
+  while (fields.length < 4) {
+    while (/\s/.test(String.fromCharCode(data[pos]))) pos++;
+    if (data[pos] === 0x23) { while (data[pos] !== 0x0a) pos++; continue; } // comment
+    const start = pos;
+    while (!/\s/.test(String.fromCharCode(data[pos]))) pos++;
+    fields.push(data.subarray(start, pos).toString('latin1'));
+  }
+  pos++; // the single whitespace after maxval
+  const [magic, width, height, maxval] = [fields[0], Number(fields[1]), Number(fields[2]), Number(fields[3])];
+  if (magic !== 'P6' || maxval !== 255) throw new Error(`unexpected PPM header ${fields.join(' ')}`);
+  // QEMU 7.2's ppm_save writes each row with its pixman line buffer's stride: padded to 4 bytes (1366 px: 4100).
+  const rowBytes = (data.length - pos) / height;
+  if (rowBytes !== width * 3 && rowBytes !== ((width * 3 + 3) & ~3)) throw new Error(`PPM rows of ${rowBytes} bytes for ${width} px`);
+  const pixels = new Uint32Array(width * height);
+  for (let y = 0, i = 0; y < height; y++) {
+    for (let x = 0, p = pos + y * rowBytes; x < width; x++, i++, p += 3) pixels[i] = (data[p] << 16) | (data[p + 1] << 8) | data[p + 2];
+  }
+  return { width, height, pixels };
+}
+
+/** Mismatching pixels of a screendump against the pattern of `frame`, with the first few for the message. */
+function compare(shot: { width: number; height: number; pixels: Uint32Array }, frame: number): { mismatches: number; first: string[] } {
+  const expected = renderKmsGuestPattern(shot.width, shot.height, frame);
+  const first: string[] = [];
+  let mismatches = 0;
+  for (let i = 0; i < expected.length; i++) {
+    if (shot.pixels[i] === expected[i]) continue;
+    if (mismatches++ < 5) {
+      first.push(`(${i % shot.width}, ${Math.floor(i / shot.width)}) got ${shot.pixels[i].toString(16)} want ${expected[i].toString(16)}`);
+    }
+  }
+  return { mismatches, first };
+}
+
+describe('KMS guest on the lab kernel (QEMU TCG, virtio-gpu)', () => {
+  let dir: string;
+  const vms: LabVm[] = [];
+  const boot = (options: GuestOptions): LabVm => {
+    const vm = new LabVm(findLabKernel(), dir, options); // every test fails, none skips, without the kernel
+    vms.push(vm);
+    return vm;
+  };
+
+  beforeAll(() => {
+    execFileSync('make', ['-s', '-C', guestDir], { stdio: 'inherit' });
+    dir = mkdtempSync(join(tmpdir(), 'wlscanout-kms-guest-'));
+  });
+  afterAll(() => {
+    for (const vm of vms) vm.kill();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  // 1366x771: an odd mode (pitch 5464; QEMU pads the PPM rows, see readPpm).
+  it.each([
+    { gpu: 'virtio-gpu-pci', frames: 3 },
+    { gpu: 'virtio-gpu-pci,xres=1366,yres=771', frames: 1 },
+  ])('shows every frame pixel-exact in QEMU screendumps ($gpu)', async ({ gpu, frames }) => {
+    const vm = boot({ gpu, append: `wlscanout.frames=${frames} wlscanout.interval_ms=700` });
+    let from = 0;
+    for (let frame = 0; frame <= frames; frame++) {
+      const { match, index } = await vm.waitLine(new RegExp(`kms-guest: frame ${frame} shown (\\d+)x(\\d+)`), frame ? 10_000 : 90_000, from);
+      from = index + 1;
+      if (frame === 0) console.log(`${gpu}: QEMU start → frame 0 shown ${Date.now() - vm.started} ms (${match[0]})`);
+      // The flush is asynchronous in QEMU: retry briefly (the next frame is 700 ms away).
+      let result = { mismatches: -1, first: [] as string[] };
+      for (let attempt = 0; attempt < 5 && result.mismatches !== 0; attempt++) {
+        if (attempt) await sleep(60);
+        const file = join(dir, `frame-${frame}.ppm`);
+        await vm.command('screendump', { filename: file });
+        const shot = readPpm(file);
+        expect(`${shot.width}x${shot.height}`).toBe(`${match[1]}x${match[2]}`);
+        result = compare(shot, frame);
+      }
+      expect(result, `frame ${frame}`).toEqual({ mismatches: 0, first: [] });
+    }
+    await vm.waitLine(new RegExp(`kms-guest: done after ${frames} frames, idling`), 5000, from);
+    await vm.command('quit');
+    expect(await vm.exited(10_000)).toBe(0);
+  }, 180_000);
+
+  it('reboots after the last frame with wlscanout.exit=reboot (QEMU exits through -no-reboot)', async () => {
+    const vm = boot({ append: 'wlscanout.frames=1 wlscanout.interval_ms=10 wlscanout.exit=reboot' });
+    await vm.waitLine(/kms-guest: done after 1 frames, rebooting/, 90_000);
+    expect(await vm.exited(20_000)).toBe(0);
+  }, 180_000);
+
+  it('says what failed and idles (no panic) when there is no virtio-gpu', async () => {
+    const vm = boot({ gpu: null, append: 'wlscanout.frames=1' });
+    await vm.waitLine(/kms-guest: finding the virtio_gpu card in \/dev\/dri failed: errno 19/, 90_000);
+    await sleep(1000);
+    expect(vm.log).not.toMatch(/Kernel panic|Attempted to kill init/);
+    expect(vm.exitCode).toBeUndefined();
+    await vm.command('quit');
+    await vm.exited(10_000);
+  }, 180_000);
+});
