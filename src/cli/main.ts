@@ -6,17 +6,20 @@ import { UsageError } from './args.js';
 import { demoCommand, demoHelp } from './demo.js';
 import { screenshotCommand, screenshotHelp } from './screenshot.js';
 import { doctorCommand, doctorHelp } from './doctor.js';
+import { showCommand, showHelp } from './show.js';
 
 const commands: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
   demo: { run: demoCommand, help: demoHelp },
   screenshot: { run: screenshotCommand, help: screenshotHelp },
   doctor: { run: doctorCommand, help: doctorHelp },
+  show: { run: showCommand, help: showHelp },
 };
 
 const usage = `usage: wlscanout [--log-level LEVEL] <command> [options]
 
 commands:
   demo          show the built-in guest's test pattern in a window (zero-copy wl_shm)
+  show          show a running QEMU's display (-display dbus,p2p=yes) in a window
   screenshot    save what the compositor shows as a PNG
   doctor        report what the host and compositor offer and which paths will be used
 

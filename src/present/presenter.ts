@@ -71,6 +71,8 @@ type PresenterEvents = {
   /** The compositor is ready for a new frame (frame callback): a good moment for the guest to draw. */
   'frame-done': [time: number];
   presented: [PresentedFrame];
+  /** A frame went to the compositor in a commit (a blob frame on the wl_shm path as its memfd view, same seq). */
+  committed: [ScanoutFrame];
   configured: [Size];
   close: [];
   error: [Error];
@@ -326,6 +328,7 @@ export class Presenter extends EventEmitter<PresenterEvents> {
     }
     surface.commit();
     this.stats.framesCommitted++;
+    this.emit('committed', prepared.frame);
   }
 
   /** The compositor refused a resource's dmabuf: its pending frame and later ones go by wl_shm if they can. */
