@@ -1,6 +1,8 @@
 // Boots the lab kernel under QEMU (TCG) with lab/guest/build/kms-guest as init over a read-only 9p root, and
 // checks QEMU's own screendump of the virtio-gpu scan-out against renderKmsGuestPattern, pixel for pixel.
 // Needs the cached lab kernel: without it this suite FAILS (it does not skip).
+import { readPpm } from './ppm.js';
+import { labKernel as findLabKernel } from './lab-kernel.js';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
@@ -14,25 +16,6 @@ const guestDir = fileURLToPath(new URL('../lab/guest/', import.meta.url));
 const guest = join(guestDir, 'build/kms-guest');
 const cacheDir = join(homedir(), '.cache/wlscanout-lab');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** $WLSCANOUT_LAB_KERNEL, else the newest ~/.cache/wlscanout-lab/kernel-*\/bzImage. */
-function findLabKernel(): string {
-  const fromEnv = process.env.WLSCANOUT_LAB_KERNEL;
-  if (fromEnv) {
-    if (!existsSync(fromEnv)) throw new Error(`WLSCANOUT_LAB_KERNEL=${fromEnv} does not exist`);
-    return fromEnv;
-  }
-  const found = (existsSync(cacheDir) ? readdirSync(cacheDir) : [])
-    .filter((d) => d.startsWith('kernel-'))
-    .map((d) => join(cacheDir, d, 'bzImage'))
-    .filter((f) => existsSync(f))
-    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
-  if (found.length === 0) {
-    throw new Error(`THE LAB KERNEL IS MISSING: no ${cacheDir}/kernel-*/bzImage. Build the lab kernel first ` +
-      '(or point WLSCANOUT_LAB_KERNEL at a bzImage with virtio-gpu and 9p); this suite cannot run without it.');
-  }
-  return found[0];
-}
 
 interface GuestOptions { gpu?: string | null; append?: string; extra?: string[] }
 
@@ -126,31 +109,6 @@ class LabVm {
     this.qmp?.socket.destroy();
     if (this.exitCode === undefined) this.qemu.kill('SIGKILL');
   }
-}
-
-/** A binary PPM (P6, maxval 255) as 0x00RRGGBB words. */
-function readPpm(path: string): { width: number; height: number; pixels: Uint32Array } {
-  const data = readFileSync(path);
-  const fields: string[] = [];
-  let pos = 0;
-  while (fields.length < 4) {
-    while (/\s/.test(String.fromCharCode(data[pos]))) pos++;
-    if (data[pos] === 0x23) { while (data[pos] !== 0x0a) pos++; continue; } // comment
-    const start = pos;
-    while (!/\s/.test(String.fromCharCode(data[pos]))) pos++;
-    fields.push(data.subarray(start, pos).toString('latin1'));
-  }
-  pos++; // the single whitespace after maxval
-  const [magic, width, height, maxval] = [fields[0], Number(fields[1]), Number(fields[2]), Number(fields[3])];
-  if (magic !== 'P6' || maxval !== 255) throw new Error(`unexpected PPM header ${fields.join(' ')}`);
-  // QEMU 7.2's ppm_save writes each row with its pixman line buffer's stride: padded to 4 bytes (1366 px: 4100).
-  const rowBytes = (data.length - pos) / height;
-  if (rowBytes !== width * 3 && rowBytes !== ((width * 3 + 3) & ~3)) throw new Error(`PPM rows of ${rowBytes} bytes for ${width} px`);
-  const pixels = new Uint32Array(width * height);
-  for (let y = 0, i = 0; y < height; y++) {
-    for (let x = 0, p = pos + y * rowBytes; x < width; x++, i++, p += 3) pixels[i] = (data[p] << 16) | (data[p + 1] << 8) | data[p + 2];
-  }
-  return { width, height, pixels };
 }
 
 /** Mismatching pixels of a screendump against the pattern of `frame`, with the first few for the message. */

@@ -7,6 +7,9 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodePng, type RgbaImage } from '../capture/png.js';
+import { captureOutput } from '../capture/output-capture.js';
+import { Connection } from '../wayland/connection.js';
+import { bindGlobals } from '../present/globals.js';
 
 export type { RgbaImage } from '../capture/png.js';
 const readPng = (source: string | Buffer): RgbaImage => decodePng(typeof source === 'string' ? readFileSync(source) : source);
@@ -219,15 +222,14 @@ export async function startWeston(opts: WestonOptions = {}): Promise<Compositor>
   const env = { ...baseEnv(lay), ...(opts.renderer === 'gl' ? { LIBGL_ALWAYS_SOFTWARE: '1' } : {}), ...opts.env };
   const l = launch('setpriv', ['--pdeathsig=KILL', 'weston', ...args], env, lay.base);
   await waitReady('weston', l, async () => existsSync(socket) && canConnect(socket));
-  return finish('weston', l, lay, socket, width, height, async (env) => {
-    const dir = mkdtempSync(join(lay.clientDir, 'shot-'));
+  // weston_screenshooter through our own client: the weston-screenshooter tool writes the output through cairo
+  // as premultiplied ARGB, so where a client's XRGB buffer has X = 0 (QEMU's x8r8g8b8 surfaces) it saves black.
+  return finish('weston', l, lay, socket, width, height, async () => {
+    const connection = new Connection(socket);
     try {
-      await run('weston-screenshooter', [], { env, cwd: dir });
-      const png = readdirSync(dir).find((f) => f.endsWith('.png'));
-      if (!png) throw new Error(`weston-screenshooter wrote no PNG. Log:\n${l.log()}`);
-      return readPng(join(dir, png));
+      return await captureOutput(connection, await bindGlobals(connection));
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      connection.close();
     }
   });
 }
