@@ -27,7 +27,7 @@ export async function probeExplicitSync(display: string | undefined,
     const globals = await bindGlobals(connection);
     if (!globals.explicitSync || !globals.linuxDmabuf) return { usable: false, reason: 'not offered' };
     dmabuf = makeDmabuf();
-    const failed = new Promise<string>((resolve) => connection.once('error', (e) => resolve(e.message)));
+    const failed = new Promise<string>((resolve) => connection.once('error', (e) => resolve(`the compositor ended the probe's connection (${e.message})`)));
     const window = new Window(globals, { title: 'wlscanout explicit-sync probe' });
     await Promise.race([new Promise<void>((r) => window.once('configured', () => r())), failed]);
     const params = globals.linuxDmabuf.createParams();
@@ -58,7 +58,8 @@ export async function probeExplicitSync(display: string | undefined,
     await connection.roundtrip();
     return { usable: true, reason: `zwp_linux_explicit_synchronization_v1 v${globals.explicitSync.version} works for dmabufs` };
   } catch (e) {
-    return { usable: false, reason: `advertised, but the probe failed: ${(e as Error).message}` };
+    const why = connection.failure ? `the compositor ended the probe's connection (${connection.failure.message})` : `the probe failed: ${(e as Error).message}`;
+    return { usable: false, reason: `advertised, but ${why}` };
   } finally {
     if (dmabuf) close(dmabuf.fd);
     connection.close();

@@ -71,8 +71,10 @@ export class BuiltinGuest extends EventEmitter<{ released: [] }> {
   /** Draws the next frame into a released buffer; null when the host holds every buffer. */
   drawNext(): MemfdFrame | null {
     if (this.closed) throw new Error('guest is closed');
-    const slot = this.slots.find((s) => !s.held);
-    if (!slot) return null;
+    // Round robin over the free buffers (the least recently drawn first), as a triple-buffering guest does.
+    const free = this.slots.filter((s) => !s.held);
+    if (free.length === 0) return null;
+    const slot = free.reduce((a, b) => ((a.lastFrame ?? -1) <= (b.lastFrame ?? -1) ? a : b));
     const seq = this.nextFrame++;
     const { width, height, format } = this.options;
     const damage = drawPattern({ bytes: slot.bytes, width, height, stride: this.stride, format }, seq, slot.lastFrame);
