@@ -4,7 +4,7 @@ NODE_HEADERS := $(firstword $(wildcard /usr/include/node/node_api.h))
 # Build the addon against the installed Node's headers (no download of headers needed).
 export npm_config_nodedir := $(if $(NODE_HEADERS),/usr,)
 
-.PHONY: all deps npm build demo test bench clean
+.PHONY: all deps npm build demo test lab-kernel lab-shell bench clean
 
 all: build
 
@@ -26,8 +26,16 @@ build: npm
 demo: build
 	node dist/cli/main.js demo
 
-test: build
+# The lab tier's kernel (built once per machine, ~7 minutes; cached in ~/.cache/wlscanout-lab).
+lab-kernel: deps
+	@bash lab/build-kernel.sh >/dev/null
+
+test: build lab-kernel
 	npx vitest run
+
+# An interactive shell inside the lab VM (Ctrl-A X ends QEMU).
+lab-shell: build lab-kernel
+	lab/boot.sh --shell
 
 clean:
 	rm -rf dist dist-examples native/build src/wayland/protocols

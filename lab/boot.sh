@@ -26,6 +26,7 @@ mkdir -p "$out"
 
 {
   echo "cd '$project' || exit 1"
+  echo "export WLSCANOUT_LAB_KERNEL='$kernel'"  # for tests that boot a guest of their own inside
   env | grep -E '^(CI|WLSCANOUT_[A-Z_]*|LIBGL_[A-Z_]*|MESA_[A-Z_]*)=' | sed "s/'/'\\\\''/g; s/^\([^=]*\)=\(.*\)$/export \1='\2'/" || true
   if [ $shell = 1 ]; then
     echo "echo 'wlscanout lab shell: project at $project, writable /mnt; exit to power off'"
