@@ -34,8 +34,13 @@ describe('doctor and bad input in the lab', () => {
     expect(report.dmaHeaps.map((h: { name: string }) => h.name)).toEqual(fs.readdirSync('/dev/dma_heap'));
     expect(report.swSync.available).toBe(true);
     expect(report.compositor.linuxDmabuf.version).toBe(3);
-    expect(report.compositor.linuxDmabuf.formats.some((f: { fourcc: string }) => f.fourcc === 'XR24')).toBe(true);
+    expect(report.compositor.linuxDmabuf.formats.some((f: { fourcc: string }) => f.fourcc === 'XRGB8888')).toBe(true);
+    expect(report.compositor.linuxDmabuf.takesLinearXrgb).toBe(true);
     expect(report.compositor.explicitSync).toBe(2);
+    // weston 10's GL renderer on llvmpipe has no native fences: it advertises explicit sync but cannot use it.
+    expect(report.egl.displays.every((d: { features?: Record<string, boolean> }) => !d.features?.EGL_ANDROID_native_fence_sync)).toBe(true);
+    expect(report.compositor.explicitSyncProbe).toMatchObject({ usable: false, reason: expect.stringMatching(/^advertised, but/) });
+    expect(report.decisions.find((d: { topic: string }) => d.topic === 'guest fences').choice).toMatch(/waited on here/);
     const decision = report.decisions.find((d: { topic: string }) => d.topic === 'guest memory frames');
     expect(decision.choice).toMatch(/udmabuf → linux-dmabuf/);
     const egl = report.egl.displays.find((d: { driver?: string }) => d.driver === 'kms_swrast');

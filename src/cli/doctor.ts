@@ -60,7 +60,8 @@ export function formatReport(r: DoctorReport): string {
       }
       for (const f of c.linuxDmabuf.formats) lines.push(`    ${f.fourcc}: ${f.modifiers.join(' ') || '(implicit modifier)'}`);
     }
-    lines.push(`  explicit sync: ${c.explicitSync ? `zwp_linux_explicit_synchronization_v1 v${c.explicitSync}` : 'not offered'}`);
+    lines.push(`  explicit sync: ${c.explicitSync ? `zwp_linux_explicit_synchronization_v1 v${c.explicitSync}` : 'not offered'}` +
+      (c.explicitSyncProbe ? ` (tried: ${c.explicitSyncProbe.usable ? 'works' : c.explicitSyncProbe.reason})` : ''));
   }
   lines.push('', 'paths');
   for (const d of r.decisions) lines.push(`  ${d.topic}: ${d.choice}`, `    because ${d.why}`);
