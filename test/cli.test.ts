@@ -1,6 +1,6 @@
 // The wlscanout command as a user runs it (the built dist/, as `make test` builds it first).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -115,4 +115,38 @@ describe('wlscanout CLI', () => {
       await weston.stop();
     }
   }, 30_000);
+});
+
+describe('wlscanout doctor on this host', () => {
+  let weston: Compositor;
+  beforeAll(async () => { weston = await startWeston({ width: 320, height: 240 }); }, 30_000);
+  afterAll(async () => { await weston?.stop(); });
+
+  it('reports what is really here and the wl_shm path it leads to', async () => {
+    const json = await wlscanout(['doctor', '--json', '--display', weston.socket], weston.env).result;
+    expect(json.code).toBe(0);
+    const report = JSON.parse(json.stdout);
+    expect(report.udmabuf.available).toBe(existsSync('/dev/udmabuf'));
+    expect(report.udmabuf.reason).toMatch(/\/dev\/udmabuf does not exist/);
+    expect(report.drmNodes.length).toBe(existsSync('/dev/dri') ? readdirSync('/dev/dri').filter((n) => /^(card|renderD)\d+$/.test(n)).length : 0);
+    expect(report.swSync.available).toBe(existsSync('/sys/kernel/debug/sync/sw_sync'));
+    expect(report.egl.displays[0]).toMatchObject({ platform: 'surfaceless' });
+    expect(report.compositor.globals.map((g: { interface: string }) => g.interface)).toContain('wl_compositor');
+    expect(report.compositor.linuxDmabuf).toBe(null); // weston with pixman offers none
+    expect(report.compositor.shmFormats).toEqual(['XRGB8888', 'ARGB8888', 'XBGR8888', 'ABGR8888', 'RGB565']);
+    const memory = report.decisions.find((d: { topic: string }) => d.topic === 'guest memory frames');
+    expect(memory.choice).toMatch(/^wl_shm/);
+    expect(memory.why).toMatch(/no udmabuf/);
+    const text = await wlscanout(['doctor', '--display', weston.socket], weston.env).result;
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/udmabuf: +no — \/dev\/udmabuf does not exist/);
+    expect(text.stdout).toMatch(/linux-dmabuf: not offered/);
+    expect(text.stdout).toMatch(/guest memory frames: wl_shm \(zero-copy on the guest memfd\)\n +because no udmabuf/);
+  }, 30_000);
+
+  it('without a compositor, reports the host alone', async () => {
+    const result = await wlscanout(['doctor'], { WAYLAND_DISPLAY: undefined }).result;
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/not probed: no --display and no \$WAYLAND_DISPLAY/);
+  });
 });
