@@ -37,7 +37,7 @@ mkdir -p "$out"
 } > "$out/cmd.sh"
 
 append="console=ttyS0 root=root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=512000,cache=loose ro"
-append="$append init=$here/init.sh panic=-1 quiet wlscanout.project=$project"
+append="$append init=$here/init.sh panic=-1 oops=panic quiet wlscanout.project=$project"
 qemu=(qemu-system-x86_64 -m 2048 -smp 2 -nographic -no-reboot -kernel "$kernel" -net none
   -fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap
   -device virtio-9p-pci,fsdev=root,mount_tag=root
