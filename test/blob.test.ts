@@ -11,7 +11,6 @@ import { importBlobAsDmabuf } from '../src/import/udmabuf.js';
 import { memfdCreate, ftruncate, addSeals, close, constants, listOpenFds, socketpair, sendmsg } from '../src/native/fds.js';
 import { udmabufCreate } from '../src/native/dmabuf.js';
 import { SwSyncTimeline, syncFileInfo } from '../src/native/sync-file.js';
-import { formatByName } from '../src/formats.js';
 import { decodePattern, verifyPatternExact } from '../src/source/test-pattern.js';
 import { runGuest } from '../src/pipeline.js';
 import type { BlobFrame } from '../src/source/frame.js';

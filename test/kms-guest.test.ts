@@ -4,9 +4,9 @@
 import { readPpm } from './ppm.js';
 import { labKernel as findLabKernel } from './lab-kernel.js';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +14,6 @@ import { renderKmsGuestPattern } from '../src/source/kms-guest-pattern.js';
 
 const guestDir = fileURLToPath(new URL('../lab/guest/', import.meta.url));
 const guest = join(guestDir, 'build/kms-guest');
-const cacheDir = join(homedir(), '.cache/wlscanout-lab');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface GuestOptions { gpu?: string | null; append?: string; extra?: string[] }

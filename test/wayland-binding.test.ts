@@ -4,6 +4,7 @@ import { startWeston, type Compositor } from '../src/embedded/compositors.js';
 import { Connection, type ConnectionError } from '../src/wayland/connection.js';
 import { WlShm, WlCompositor, WlShmError } from '../src/wayland/protocols/index.js';
 import { memfdCreate, ftruncate, close, openFdCount } from '../src/native/fds.js';
+import type { Proxy, ProxyClass } from '../src/wayland/proxy.js';
 
 describe('libwayland binding', () => {
   let weston: Compositor;
@@ -74,11 +75,11 @@ async function nameOf(connection: Connection, iface: string): Promise<number> {
   return found;
 }
 
-async function registryBind<T extends WlShm | WlCompositor>(connection: Connection, iface: string,
-  cls: typeof WlShm | typeof WlCompositor, version: number): Promise<T> {
+async function registryBind<T extends Proxy>(connection: Connection, iface: string, cls: ProxyClass<T>,
+  version: number): Promise<T> {
   const registry = connection.display.getRegistry();
   let name = -1;
   registry.on({ global: (n, i) => { if (i === iface) name = n; } });
   await connection.roundtrip();
-  return registry.bind(name, cls as never, version) as T;
+  return registry.bind(name, cls, version);
 }

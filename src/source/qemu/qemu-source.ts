@@ -47,7 +47,7 @@ export class QemuSource {
   private readonly committed = new Set<number>();
   private readonly detach: () => void;
 
-  constructor(private readonly display: QemuDisplay, private readonly presenter: Presenter) {
+  constructor(display: QemuDisplay, private readonly presenter: Presenter) {
     const on = <A extends unknown[]>(emitter: { on(e: string, f: (...a: A) => void): unknown; off(e: string, f: (...a: A) => void): unknown }, event: string, f: (...a: A) => void) => {
       emitter.on(event, f);
       return () => emitter.off(event, f);
