@@ -93,7 +93,8 @@ export class DmabufFormats {
     });
   }
 
-  private add(fourcc: number, modifier: bigint | null): void {
+  /** Records one (fourcc, modifier) pair, as a v3 format/modifier event does; null: a format without modifier. */
+  add(fourcc: number, modifier: bigint | null): void {
     let set = this.modifiers.get(fourcc);
     if (!set) this.modifiers.set(fourcc, (set = new Set()));
     if (modifier !== null) set.add(modifier);

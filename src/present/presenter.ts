@@ -104,6 +104,10 @@ export class Presenter extends EventEmitter<PresenterEvents> {
     this.dmabufBuffers = globals.linuxDmabuf && options.dmabuf !== false ? new DmabufBufferCache(connection, globals.linuxDmabuf, globals.dmabufFormats) : null;
     this.dmabufBuffers?.on('ready', () => this.maybeCommit());
     this.dmabufBuffers?.on('failed', (buffer, error) => this.onDmabufFailed(buffer.resource, error));
+    // v4: the surface's own feedback (e.g. a scanout tranche once fullscreen) replaces the default one.
+    if (this.dmabufBuffers && globals.linuxDmabuf!.version >= 4) {
+      globals.dmabufFormats.follow(globals.linuxDmabuf!.getSurfaceFeedback(window.surface));
+    }
     if (globals.explicitSync && explicitSync.usable && this.dmabufBuffers) {
       this.surfaceSync = new SurfaceSync(globals.explicitSync, window.surface);
     }
@@ -220,6 +224,8 @@ export class Presenter extends EventEmitter<PresenterEvents> {
         return;
       }
       this.stats.fencesTimedOut++;
+      // Later frames' damage builds on this one: what it changed must still be redrawn with the next commit.
+      this.pendingDamage = mergeDamage(this.pendingDamage, frame.damage);
       log.warn({ resource: frame.resource.id, seq: frame.seq, outcome, timeoutMs: this.options.fenceTimeoutMs ?? 1000 },
         'guest fence did not signal: frame dropped, the last good frame stays on screen');
       frame.release();
@@ -233,16 +239,16 @@ export class Presenter extends EventEmitter<PresenterEvents> {
     }
     if (this.pending && this.pending.seq > prepared.seq) { // an older frame whose fence signalled late
       this.stats.framesSkipped++;
+      this.pendingDamage = mergeDamage(this.pendingDamage, prepared.frame.damage); // the newer one builds on it
       discardPrepared(prepared);
       return;
     }
     if (this.pending) {
       this.stats.framesSkipped++;
       discardPrepared(this.pending);
-      this.pendingDamage = mergeDamage(this.pendingDamage, prepared.frame.damage);
-    } else {
-      this.pendingDamage = prepared.frame.damage;
     }
+    // Damage accumulates until a commit: from frames replaced while waiting and from frames that were dropped.
+    this.pendingDamage = mergeDamage(this.pendingDamage, prepared.frame.damage);
     this.pending = prepared;
     this.maybeCommit();
   }
