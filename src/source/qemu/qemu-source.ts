@@ -108,7 +108,9 @@ export class QemuSource {
       });
       this.resource?.unref();
       this.resource = resource;
-      if (!e.y0Top) log.warn({ resource: resource.id }, 'qemu: bottom-up dmabuf scan-out is shown as is');
+      // y0_top is GL's convention (texture row 0 at the bottom): QEMU 7.2 marks virtio-gpu blob scan-outs
+      // y0_top=false, and their memory is top-down (the lab's real-QEMU test shows them pixel-exact as is).
+      log.debug({ resource: resource.id, y0Top: e.y0Top }, 'qemu: dmabuf scan-out');
       this.presentDmabuf(null, () => {});
     } catch (error) {
       this.stats.refused++;
