@@ -78,8 +78,8 @@ describe('real QEMU: virtio-gpu blob scan-out → udmabuf → linux-dmabuf, zero
       const summary = /QEMU closed the display.*/.exec(stderr)?.[0] ?? stderr.slice(-1000);
       expect(summary).toMatch(/[1-9]\d* dmabuf scan-outs, [1-9]\d* dmabuf updates, 0 scan-outs, 0 updates \(0 bytes copied\)/);
       expect(summary).toMatch(/[1-9]\d* dmabuf imports/);
-      // Every UpdateDMABUF is answered when weston has drawn the frame, or by the listener's safety reply before
-      // QEMU's one-second budget runs out (weston --use-gl under nested TCG often needs longer than that to draw):
+      // Every UpdateDMABUF is answered when its frame is committed, or by the listener's safety reply before
+      // QEMU's one-second budget runs out (while weston imports a new dmabuf, seconds under nested TCG):
       // QEMU itself must never report a missing answer.
       const late = stderr.match(/UpdateDMABUF not done within/g)?.length ?? 0;
       const updates = Number(/(\d+) dmabuf updates/.exec(summary)?.[1]);

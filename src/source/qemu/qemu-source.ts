@@ -1,7 +1,8 @@
 // QEMU's D-Bus display as a frame source: dmabuf scan-outs (gl=on) become blob resources passed straight
 // through; pixel scan-outs (gl=off) are copied once into a memfd surface (the D-Bus messages carry bytes).
-// QEMU holds the guest until UpdateDMABUF is answered: the answer goes when the compositor has drawn the frame
-// (its frame callback) or let it go, whichever is first.
+// QEMU holds the guest until UpdateDMABUF is answered: the answer goes when the frame is committed to the
+// compositor (or dropped). That keeps one frame in flight: the presenter commits once per frame callback, so a
+// guest flushing faster waits on its next answer until the compositor asks for a frame.
 import type { QemuDisplay, ScanoutEvent, UpdateEvent, DmabufScanoutEvent, DmabufUpdateEvent, ResizeEvent } from './display.js';
 import { PixmanFormat } from './display.js';
 import type { Presenter } from '../../present/presenter.js';
@@ -42,9 +43,8 @@ export class QemuSource {
   private resource: BlobResource | null = null;
   private nextResourceId = 1;
   private seq = 0;
-  /** Answers owed to QEMU, by frame seq, sent at the frame's commit + frame callback or its release. */
+  /** Answers owed to QEMU, by frame seq, sent at the frame's commit or its release. */
   private readonly owed = new Map<number, () => void>();
-  private readonly committed = new Set<number>();
   private readonly detach: () => void;
 
   constructor(display: QemuDisplay, private readonly presenter: Presenter) {
@@ -60,8 +60,7 @@ export class QemuSource {
       on(display, 'update-dmabuf', (e: DmabufUpdateEvent) => this.onUpdateDmabuf(e)),
       // QEMU 7.2 sends Disable right after each new dmabuf scan-out (it is releasing the old one): not a blank.
       on(display, 'disable', () => log.debug('qemu: disable')),
-      on(presenter, 'committed', (f: ScanoutFrame) => { if (this.owed.has(f.seq)) this.committed.add(f.seq); }),
-      on(presenter, 'frame-done', () => this.answerCommitted()),
+      on(presenter, 'committed', (f: ScanoutFrame) => this.owed.get(f.seq)?.()),
     ];
     this.detach = () => offs.forEach((off) => off());
   }
@@ -136,7 +135,6 @@ export class QemuSource {
       if (answered) return;
       answered = true;
       this.owed.delete(seq);
-      this.committed.delete(seq);
       done();
     };
     this.owed.set(seq, answer);
@@ -165,10 +163,6 @@ export class QemuSource {
       this.stats.refused++;
       log.error({ err: (error as Error).message, seq: frame.seq }, 'qemu: frame refused');
     }
-  }
-
-  private answerCommitted(): void {
-    for (const seq of [...this.committed]) this.owed.get(seq)?.();
   }
 
   private ensureSurface(width: number, height: number, pixmanFormat: number): Surface | null {
