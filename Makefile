@@ -33,9 +33,15 @@ lab-kernel: deps
 test: build lab-kernel
 	npx vitest run
 
+# Benchmarks (bench/README.md): a table on stdout, JSON in bench/results/.
+bench: build
+	$(MAKE) -s -C bench/ref
+	npx tsc -p bench/tsconfig.json
+	node dist-bench/bench/run.js
+
 # An interactive shell inside the lab VM (Ctrl-A X ends QEMU).
 lab-shell: build lab-kernel
 	lab/boot.sh --shell
 
 clean:
-	rm -rf dist dist-examples native/build src/wayland/protocols
+	rm -rf dist dist-examples dist-bench native/build src/wayland/protocols bench/ref/build

@@ -1,0 +1,98 @@
+/* The floor any wl_shm client can reach: a fullscreen xdg_toplevel presenting pre-drawn XRGB8888 buffers with
+ * libwayland directly (attach, damage_buffer, commit, frame callback, wait for release). Usage:
+ *   ref-client WIDTH HEIGHT FRAMES   → one JSON line: frames, seconds, cpu_user_s, cpu_sys_s */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <time.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <wayland-client.h>
+#include "xdg-shell-client-protocol.h"
+
+#define NBUF 3
+static struct wl_compositor *compositor;
+static struct wl_shm *shm;
+static struct xdg_wm_base *wm_base;
+static struct { struct wl_buffer *buffer; int busy; } bufs[NBUF];
+static int configured, frame_ready = 1, shown;
+
+static void global(void *d, struct wl_registry *r, uint32_t name, const char *iface, uint32_t v) {
+  if (!strcmp(iface, "wl_compositor")) compositor = wl_registry_bind(r, name, &wl_compositor_interface, 4);
+  else if (!strcmp(iface, "wl_shm")) shm = wl_registry_bind(r, name, &wl_shm_interface, 1);
+  else if (!strcmp(iface, "xdg_wm_base")) wm_base = wl_registry_bind(r, name, &xdg_wm_base_interface, 1);
+}
+static void global_remove(void *d, struct wl_registry *r, uint32_t n) {}
+static const struct wl_registry_listener registry_listener = { global, global_remove };
+static void ping(void *d, struct xdg_wm_base *b, uint32_t serial) { xdg_wm_base_pong(b, serial); }
+static const struct xdg_wm_base_listener wm_listener = { ping };
+static void surface_configure(void *d, struct xdg_surface *s, uint32_t serial) { xdg_surface_ack_configure(s, serial); configured = 1; }
+static const struct xdg_surface_listener xdg_surface_listener = { surface_configure };
+static void top_configure(void *d, struct xdg_toplevel *t, int32_t w, int32_t h, struct wl_array *s) {}
+static void top_close(void *d, struct xdg_toplevel *t) { exit(0); }
+static const struct xdg_toplevel_listener top_listener = { .configure = top_configure, .close = top_close };
+static void release(void *d, struct wl_buffer *b) { bufs[(long)d].busy = 0; }
+static const struct wl_buffer_listener buffer_listener = { release };
+static void done(void *d, struct wl_callback *cb, uint32_t t) { wl_callback_destroy(cb); frame_ready = 1; shown++; }
+static const struct wl_callback_listener frame_listener = { done };
+
+int main(int argc, char **argv) {
+  if (argc != 4) { fprintf(stderr, "usage: ref-client WIDTH HEIGHT FRAMES\n"); return 2; }
+  int w = atoi(argv[1]), h = atoi(argv[2]), frames = atoi(argv[3]), stride = w * 4;
+  struct wl_display *display = wl_display_connect(NULL);
+  if (!display) { perror("wl_display_connect"); return 1; }
+  struct wl_registry *registry = wl_display_get_registry(display);
+  wl_registry_add_listener(registry, &registry_listener, NULL);
+  wl_display_roundtrip(display);
+  if (!compositor || !shm || !wm_base) { fprintf(stderr, "missing globals\n"); return 1; }
+  xdg_wm_base_add_listener(wm_base, &wm_listener, NULL);
+  size_t size = (size_t)stride * h * NBUF;
+  int fd = memfd_create("ref-client", MFD_CLOEXEC);
+  if (ftruncate(fd, size) < 0) { perror("ftruncate"); return 1; }
+  uint32_t *px = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  for (size_t i = 0; i < size / 4; i++) px[i] = 0xff000000u | (uint32_t)(i * 2654435761u >> 8);
+  struct wl_shm_pool *pool = wl_shm_create_pool(shm, fd, size);
+  for (long i = 0; i < NBUF; i++) {
+    bufs[i].buffer = wl_shm_pool_create_buffer(pool, i * stride * h, w, h, stride, WL_SHM_FORMAT_XRGB8888);
+    wl_buffer_add_listener(bufs[i].buffer, &buffer_listener, (void *)i);
+  }
+  struct wl_surface *surface = wl_compositor_create_surface(compositor);
+  struct xdg_surface *xs = xdg_wm_base_get_xdg_surface(wm_base, surface);
+  xdg_surface_add_listener(xs, &xdg_surface_listener, NULL);
+  struct xdg_toplevel *top = xdg_surface_get_toplevel(xs);
+  xdg_toplevel_add_listener(top, &top_listener, NULL);
+  xdg_toplevel_set_fullscreen(top, NULL);
+  wl_surface_commit(surface);
+  while (!configured && wl_display_dispatch(display) >= 0) {}
+  struct timespec t0, t1;
+  struct rusage r0, r1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  getrusage(RUSAGE_SELF, &r0);
+  int committed = 0, next = 0;
+  while (shown < frames) {
+    if (frame_ready && committed < frames) {
+      int b = -1;
+      for (int k = 0; k < NBUF; k++) if (!bufs[(next + k) % NBUF].busy) { b = (next + k) % NBUF; break; }
+      if (b >= 0) {
+        bufs[b].busy = 1;
+        next = b + 1;
+        wl_surface_attach(surface, bufs[b].buffer, 0, 0);
+        wl_surface_damage_buffer(surface, 0, 0, w, h);
+        wl_callback_add_listener(wl_surface_frame(surface), &frame_listener, NULL);
+        wl_surface_commit(surface);
+        frame_ready = 0;
+        committed++;
+      }
+    }
+    if (wl_display_dispatch(display) < 0) { perror("dispatch"); return 1; }
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  getrusage(RUSAGE_SELF, &r1);
+  double secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+  double user = (r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) + (r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) / 1e6;
+  double sys = (r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) + (r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1e6;
+  printf("{\"frames\":%d,\"seconds\":%.6f,\"cpu_user_s\":%.6f,\"cpu_sys_s\":%.6f}\n", shown, secs, user, sys);
+  return 0;
+}

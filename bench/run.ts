@@ -1,0 +1,141 @@
+// `make bench`: present cost against a C floor on the same compositor, and latency, as a table on stdout and JSON
+// under bench/results/. One scenario alone: node dist-bench/bench/run.js present-cost | latency
+import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startSway, startWeston, type Compositor } from '../src/embedded/compositors.js';
+import { Presenter } from '../src/present/presenter.js';
+import { BuiltinGuest } from '../src/source/builtin-guest.js';
+import { runGuest } from '../src/pipeline.js';
+import { formatByName } from '../src/formats.js';
+import { memfdCreate, ftruncate, addSeals, mmap, constants } from '../src/native/fds.js';
+
+const root = join(import.meta.dirname, '../..');
+const XRGB = formatByName('XRGB8888')!;
+const SIZES = [[1280, 800], [1920, 1080], [3840, 2160]] as const;
+const FRAMES = Number(process.env.WLSCANOUT_BENCH_FRAMES ?? 600);
+
+interface CostRow { size: string; client: string; frames: number; fps: number; cpuMsPerFrame: number }
+
+/** Pre-drawn buffers presented on every frame callback, like the C reference: the client's own cost only. */
+async function oursPresent(compositor: Compositor, width: number, height: number, frames: number): Promise<CostRow> {
+  const stride = width * 4;
+  const bufferSize = Math.ceil((stride * height) / constants.PAGE_SIZE) * constants.PAGE_SIZE;
+  const memfd = memfdCreate('bench-ram', true);
+  ftruncate(memfd, bufferSize * 3);
+  addSeals(memfd, constants.F_SEAL_SHRINK);
+  new Uint32Array(mmap(memfd, 0, bufferSize * 3, true)).forEach((_, i, a) => { a[i] = 0xff000000 | Math.imul(i, 2654435761) >>> 8; });
+  const presenter = await Presenter.open({ display: compositor.socket, title: 'bench', fullscreen: true });
+  while (!presenter.window.configured) await new Promise((r) => setTimeout(r, 5));
+  const busy = [false, false, false];
+  let shown = 0;
+  let next = 0;
+  const present = (): void => {
+    const slot = [0, 1, 2].map((k) => (next + k) % 3).find((s) => !busy[s]);
+    if (slot === undefined) return;
+    busy[slot] = true;
+    next = slot + 1;
+    presenter.present({ fd: memfd, offset: slot * bufferSize, width, height, stride, fourcc: XRGB.fourcc, damage: null,
+      seq: shown, flushedAt: process.hrtime.bigint(), release: () => { busy[slot] = false; } });
+  };
+  const start = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
+  await new Promise<void>((resolve) => {
+    presenter.on('frame-done', () => { if (++shown >= frames) resolve(); else present(); });
+    present();
+  });
+  const cpu = process.cpuUsage(cpu0);
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  presenter.close();
+  return { size: `${width}x${height}`, client: 'wlscanout', frames: shown, fps: shown / seconds, cpuMsPerFrame: (cpu.user + cpu.system) / 1000 / shown };
+}
+
+function refClient(compositor: Compositor, width: number, height: number, frames: number): Promise<CostRow> {
+  return new Promise((resolve, reject) => {
+    execFile(join(root, 'bench/ref/build/ref-client'), [String(width), String(height), String(frames)], { env: compositor.env, timeout: 120_000 },
+      (err, stdout) => {
+        if (err) return reject(err);
+        const r = JSON.parse(stdout) as { frames: number; seconds: number; cpu_user_s: number; cpu_sys_s: number };
+        resolve({ size: `${width}x${height}`, client: 'C floor (libwayland)', frames: r.frames, fps: r.frames / r.seconds,
+          cpuMsPerFrame: ((r.cpu_user_s + r.cpu_sys_s) * 1000) / r.frames });
+      });
+  });
+}
+
+async function presentCost(): Promise<CostRow[]> {
+  const rows: CostRow[] = [];
+  for (const [width, height] of SIZES) {
+    const sway = await startSway({ width, height, refreshHz: 240 });
+    try {
+      rows.push(await refClient(sway, width, height, FRAMES));
+      rows.push(await oursPresent(sway, width, height, FRAMES));
+    } finally {
+      await sway.stop();
+    }
+  }
+  return rows;
+}
+
+interface LatencyRow { path: string; what: string; p50Ms: number; p99Ms: number; maxMs: number; refreshMs: number; samples: number }
+
+function percentiles(ns: number[]): { p50: number; p99: number; max: number } {
+  const s = [...ns].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] / 1e6;
+  return { p50: at(0.5), p99: at(0.99), max: s[s.length - 1] / 1e6 };
+}
+
+/** The built-in guest at 1280x800 on weston (which answers presentation feedback): flush → presented, flush → release. */
+async function latency(): Promise<LatencyRow[]> {
+  const weston = await startWeston({ width: 1280, height: 800 });
+  try {
+    const presenter = await Presenter.open({ display: weston.socket, title: 'bench', fullscreen: true });
+    const guest = new BuiltinGuest({ width: 1280, height: 800, format: XRGB, buffers: 3 });
+    const presented: number[] = [];
+    const released: number[] = [];
+    let refresh = 0;
+    presenter.on('presented', (p) => { presented.push(Number(p.latency)); refresh = p.refresh; });
+    const drawNext = guest.drawNext.bind(guest);
+    guest.drawNext = () => {
+      const frame = drawNext();
+      if (!frame) return null;
+      const release = frame.release;
+      return { ...frame, release: () => { released.push(Number(process.hrtime.bigint() - frame.flushedAt)); release(); } };
+    };
+    await runGuest(guest, presenter, FRAMES).done;
+    await new Promise((r) => setTimeout(r, 200));
+    presenter.close();
+    guest.close();
+    const p = percentiles(presented);
+    const r = percentiles(released);
+    return [
+      { path: 'wl_shm (weston, pixman)', what: 'guest flush → presented', p50Ms: p.p50, p99Ms: p.p99, maxMs: p.max, refreshMs: refresh / 1e6, samples: presented.length },
+      { path: 'wl_shm (weston, pixman)', what: 'guest flush → released to guest', p50Ms: r.p50, p99Ms: r.p99, maxMs: r.max, refreshMs: refresh / 1e6, samples: released.length },
+    ];
+  } finally {
+    await weston.stop();
+  }
+}
+
+const only = process.argv[2];
+const results: Record<string, unknown> = { date: new Date().toISOString(), frames: FRAMES };
+if (!only || only === 'present-cost') {
+  const rows = await presentCost();
+  results.presentCost = rows;
+  console.log(`\npresent cost on sway 1.7 headless (pixman) at 240 Hz, ${FRAMES} frames, pre-drawn XRGB8888 buffers`);
+  console.table(rows.map((r) => ({ size: r.size, client: r.client, fps: r.fps.toFixed(1), 'CPU ms/frame': r.cpuMsPerFrame.toFixed(3) })));
+  for (const [w, h] of SIZES) {
+    const [floor, ours] = rows.filter((r) => r.size === `${w}x${h}`);
+    console.log(`${w}x${h}: wlscanout CPU per frame = ${(ours.cpuMsPerFrame / floor.cpuMsPerFrame).toFixed(2)}× the C floor, fps ${(ours.fps / floor.fps).toFixed(2)}×`);
+  }
+}
+if (!only || only === 'latency') {
+  const rows = await latency();
+  results.latency = rows;
+  console.log(`\nlatency, built-in guest 1280x800, ${FRAMES} frames`);
+  console.table(rows.map((r) => ({ path: r.path, what: r.what, 'p50 ms': r.p50Ms.toFixed(2), 'p99 ms': r.p99Ms.toFixed(2), 'max ms': r.maxMs.toFixed(2), 'refresh ms': r.refreshMs.toFixed(2), samples: r.samples })));
+}
+mkdirSync(join(root, 'bench/results'), { recursive: true });
+const file = join(root, 'bench/results', `${String(results.date).replace(/[:.]/g, '-')}.json`);
+writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+console.log(`\nresults: ${file}`);
+process.exit(0);
