@@ -116,6 +116,75 @@ async function latency(): Promise<LatencyRow[]> {
   }
 }
 
+interface ScaleRow { heads: number; fpsPerHeadMin: number; fpsPerHeadMean: number; cpuPercentOfCore: number }
+
+/** N built-in guests at 1920x1080, each in its own window on one sway output at 60 Hz, for SCALE_SECONDS. */
+async function scale(): Promise<ScaleRow[]> {
+  const rows: ScaleRow[] = [];
+  const seconds = Number(process.env.WLSCANOUT_BENCH_SECONDS ?? 5);
+  for (const heads of [1, 4, 16]) {
+    const sway = await startSway({ width: 1920, height: 1080, refreshHz: 60 });
+    const runs: { guest: BuiltinGuest; presenter: Presenter; shown: () => number }[] = [];
+    try {
+      for (let i = 0; i < heads; i++) {
+        const presenter = await Presenter.open({ display: sway.socket, title: `head ${i}` });
+        const guest = new BuiltinGuest({ width: 1920, height: 1080, format: XRGB, buffers: 3 });
+        let shown = 0;
+        presenter.on('frame-done', () => { shown++; });
+        runGuest(guest, presenter);
+        runs.push({ guest, presenter, shown: () => shown });
+      }
+      await new Promise((r) => setTimeout(r, 1000)); // settle: windows configured, tiled
+      const before = runs.map((r) => r.shown());
+      const cpu0 = process.cpuUsage();
+      const t0 = process.hrtime.bigint();
+      await new Promise((r) => setTimeout(r, seconds * 1000));
+      const cpu = process.cpuUsage(cpu0);
+      const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
+      const fps = runs.map((r, i) => (r.shown() - before[i]) / elapsed);
+      rows.push({ heads, fpsPerHeadMin: Math.min(...fps), fpsPerHeadMean: fps.reduce((a, b) => a + b, 0) / heads,
+        cpuPercentOfCore: ((cpu.user + cpu.system) / 1e6 / elapsed) * 100 });
+    } finally {
+      for (const r of runs) { r.presenter.close(); r.guest.close(); }
+      await sway.stop();
+    }
+  }
+  return rows;
+}
+
+interface SteadyRow { frames: number; rssMiB: number; openFds: number; resources: number }
+
+/** Blob guests created and destroyed every 1,000 frames (resource churn) on sway at 240 Hz; RSS and fds every 10k. */
+async function steadyState(): Promise<SteadyRow[]> {
+  const total = Number(process.env.WLSCANOUT_BENCH_STEADY_FRAMES ?? 30_000);
+  const sway = await startSway({ width: 640, height: 480, refreshHz: 240 });
+  const rows: SteadyRow[] = [];
+  const { BlobGuest } = await import('../src/source/blob-guest.js');
+  const { openFdCount } = await import('../src/native/fds.js');
+  try {
+    const presenter = await Presenter.open({ display: sway.socket, title: 'steady', fullscreen: true });
+    let frames = 0;
+    let resources = 0;
+    while (frames < total) {
+      const guest = new BlobGuest({ width: 640, height: 480, format: XRGB, buffers: 3, firstResourceId: resources + 1 });
+      resources += 3;
+      await runGuest(guest, presenter, 1000).done;
+      guest.close();
+      frames += 1000;
+      if (frames % 10_000 === 0) {
+        rows.push({ frames, rssMiB: process.memoryUsage().rss / 2 ** 20, openFds: openFdCount(), resources });
+      }
+    }
+    presenter.close();
+  } catch (e) {
+    console.error(`steady state failed after ${rows.length * 10_000}+ frames: ${(e as Error).message}\n${sway.log().slice(-3000)}`);
+    throw e;
+  } finally {
+    await sway.stop();
+  }
+  return rows;
+}
+
 const only = process.argv[2];
 const results: Record<string, unknown> = { date: new Date().toISOString(), frames: FRAMES };
 if (!only || only === 'present-cost') {
@@ -133,6 +202,18 @@ if (!only || only === 'latency') {
   results.latency = rows;
   console.log(`\nlatency, built-in guest 1280x800, ${FRAMES} frames`);
   console.table(rows.map((r) => ({ path: r.path, what: r.what, 'p50 ms': r.p50Ms.toFixed(2), 'p99 ms': r.p99Ms.toFixed(2), 'max ms': r.maxMs.toFixed(2), 'refresh ms': r.refreshMs.toFixed(2), samples: r.samples })));
+}
+if (!only || only === 'scale') {
+  const rows = await scale();
+  results.scale = rows;
+  console.log('\nscale: N built-in guests at 1920x1080 in N windows on one sway output at 60 Hz');
+  console.table(rows.map((r) => ({ heads: r.heads, 'fps per head (min)': r.fpsPerHeadMin.toFixed(1), 'fps per head (mean)': r.fpsPerHeadMean.toFixed(1), 'CPU % of a core (guests + presenters)': r.cpuPercentOfCore.toFixed(1) })));
+}
+if (!only || only === 'steady-state') {
+  const rows = await steadyState();
+  results.steadyState = rows;
+  console.log('\nsteady state: blob guests created and destroyed every 1,000 frames, sway at 240 Hz');
+  console.table(rows.map((r) => ({ frames: r.frames, 'RSS MiB': r.rssMiB.toFixed(1), 'open fds': r.openFds, 'resources so far': r.resources })));
 }
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 const file = join(root, 'bench/results', `${String(results.date).replace(/[:.]/g, '-')}.json`);

@@ -145,6 +145,27 @@ describe('blob guest on weston (wl_shm fallback: no linux-dmabuf here)', () => {
     }
   }, 30_000);
 
+  it('keeps presenting through guest churn beyond the idle-buffer limit: old buffers and emptied pools are destroyed', async () => {
+    const presenter = await openPresenter(compositor.socket, { fullscreen: true });
+    try {
+      for (let i = 0; i < 15; i++) { // 15 guests × 3 buffers: beyond the 32 idle wl_buffers kept
+        const guest = new BlobGuest({ width: W, height: H, format: XRGB, buffers: 3, firstResourceId: i * 3 + 1 });
+        await runGuest(guest, presenter, 4).done;
+        guest.close();
+      }
+      const s = presenter.buffers.stats;
+      expect(presenter.connection.failure).toBe(null);
+      expect(s.buffersCreated).toBe(45);
+      expect(s.buffersCreated - s.buffersDestroyed).toBeLessThanOrEqual(32 + 3); // idle ones kept + those the compositor holds
+      expect(s.poolsDestroyed).toBeGreaterThan(0);
+      expect(presenter.buffers.pools.size).toBe(s.poolsCreated - s.poolsDestroyed);
+      await sleep(100);
+      expect(decodePattern(await compositor.capture(), { x: 0, y: 0, width: W, height: H })).toMatchObject({ ok: true, frame: 3 });
+    } finally {
+      presenter.close();
+    }
+  }, 60_000);
+
   it('refuses a multi-range blob for wl_shm (it cannot be shown without a copy) and releases it', async () => {
     const presenter = await openPresenter(compositor.socket, { fullscreen: true });
     const memfd = sealedMemfd(64 * PAGE);

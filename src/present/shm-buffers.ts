@@ -24,6 +24,7 @@ export class ShmBuffer {
 
 export interface ShmBufferStats {
   poolsCreated: number;
+  poolsDestroyed: number;
   buffersCreated: number;
   buffersDestroyed: number;
   /** Frames attached with a buffer the compositor had not released yet: a source re-presenting its front buffer
@@ -32,7 +33,7 @@ export interface ShmBufferStats {
 }
 
 export class ShmBufferCache {
-  readonly stats: ShmBufferStats = { poolsCreated: 0, buffersCreated: 0, buffersDestroyed: 0, reuseWhileHeld: 0 };
+  readonly stats: ShmBufferStats = { poolsCreated: 0, poolsDestroyed: 0, buffersCreated: 0, buffersDestroyed: 0, reuseWhileHeld: 0 };
   /** (st_dev:st_ino) of each memfd a pool was made from, for inspection and tests. */
   readonly pools = new Map<string, Pool>();
   private tick = 0;
@@ -53,7 +54,8 @@ export class ShmBufferCache {
       wlBuffer.on({ release: () => this.onRelease(created) });
       pool.buffers.set(key, buffer);
       this.stats.buffersCreated++;
-      this.evictIdle();
+      buffer.lastUsed = ++this.tick;
+      this.evictIdle(buffer);
     }
     buffer.lastUsed = ++this.tick;
     return buffer;
@@ -103,13 +105,21 @@ export class ShmBufferCache {
     this.stats.buffersDestroyed++;
   }
 
-  private evictIdle(): void {
-    const idle = [...this.pools.values()].flatMap((p) => [...p.buffers.values()].filter((b) => !b.busy));
+  /** Destroys the least recently used idle buffers beyond maxIdleBuffers (never `keep`), then pools left empty:
+   *  a source that replaces its memfds (guest reboot, resize, resource churn) must not leave mappings behind. */
+  private evictIdle(keep: ShmBuffer): void {
+    const idle = [...this.pools.values()].flatMap((p) => [...p.buffers.values()].filter((b) => !b.busy && b !== keep));
     if (idle.length <= this.maxIdleBuffers) return;
     idle.sort((a, b) => a.lastUsed - b.lastUsed);
     for (const buffer of idle.slice(0, idle.length - this.maxIdleBuffers)) {
       buffer.pool.buffers.delete(buffer.key);
       this.drop(buffer);
+    }
+    for (const [key, pool] of this.pools) {
+      if (pool.buffers.size > 0) continue;
+      if (!this.connection.isClosed && !this.connection.failure) pool.pool.destroy();
+      this.pools.delete(key);
+      this.stats.poolsDestroyed++;
     }
   }
 }
