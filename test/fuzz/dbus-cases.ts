@@ -1,0 +1,1 @@
+export async function runListenerFuzz(_i: number[]): Promise<{ summary: string }> { return { summary: 'todo' }; }
