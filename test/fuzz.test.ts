@@ -90,7 +90,7 @@ describe(`fuzz (seed ${FUZZ_SEED}, ${FUZZ_CASES} cases)`, () => {
   }, 60_000);
 
   it('D-Bus listener calls: every call answered in time, UpdateDMABUF always, no fd leaked', async () => {
-    const stats = await runListenerFuzz(caseIndices('dbus', DBUS_CASES));
+    const stats = await runListenerFuzz(caseIndices('dbus', DBUS_CASES), DBUS_CASES);
     console.log(`fuzz dbus: ${stats.summary}`);
   }, 60_000);
 
