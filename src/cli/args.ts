@@ -20,7 +20,8 @@ export function parseCount(option: string, value: string | undefined, fallback: 
   if (value === undefined) return fallback;
   if (value === 'inf' || value === 'infinite') return Infinity;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${option} '${value}' must be a whole number in ${min}..${max}`);
+  // Number('') and Number(' ') are 0: a blank value is not a number (`--console ''` was console 0)
+  if (value.trim() === '' || !Number.isInteger(n) || n < min || n > max) throw new UsageError(`${option} '${value}' must be a whole number in ${min}..${max}`);
   return n;
 }
 
