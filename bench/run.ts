@@ -1,7 +1,8 @@
 // `make bench`: present cost against a C floor on the same compositor, and latency, as a table on stdout and JSON
 // under bench/results/. One scenario alone: node dist-bench/bench/run.js present-cost | latency
-import { execFile } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSway, startWeston, type Compositor } from '../src/embedded/compositors.js';
 import { Presenter } from '../src/present/presenter.js';
@@ -185,6 +186,70 @@ async function steadyState(): Promise<SteadyRow[]> {
   return rows;
 }
 
+interface E2eRow { display: string; guestFps: number; qemuMainPct: number; wlscanoutPct: number | null; compositorPct: number }
+
+function cpuTicks(pid: number, tid = pid): number {
+  const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks
+}
+
+/** The lab kernel + KMS guest redrawing a full 1280x800 frame per DIRTYFB at a 60 fps target, shown by QEMU's GTK
+ *  UI or by -display dbus + `wlscanout show`, both under the same headless sway at 60 Hz. */
+async function qemuEndToEnd(): Promise<E2eRow[]> {
+  const seconds = Number(process.env.WLSCANOUT_BENCH_SECONDS ?? 20);
+  const kernel = execFileSync(join(root, 'lab/build-kernel.sh'), { encoding: 'utf8' }).trim();
+  const rows: E2eRow[] = [];
+  const TICK = 100; // USER_HZ
+  for (const mode of ['gtk', 'dbus'] as const) {
+    const sway = await startSway({ width: 1280, height: 800, refreshHz: 60 });
+    const qmp = join(tmpdir(), `wlscanout-bench-${process.pid}.qmp`);
+    const display = mode === 'gtk' ? ['-display', 'gtk,gl=off'] : ['-display', 'dbus,p2p=yes', '-qmp', `unix:${qmp},server=on,wait=off`];
+    const qemu = spawn('qemu-system-x86_64', ['-m', '256', '-smp', '1', '-vga', 'none', '-net', 'none', '-no-reboot', '-kernel', kernel,
+      '-device', 'virtio-gpu-pci', ...display, '-serial', 'stdio', '-monitor', 'none',
+      '-fsdev', 'local,id=root,path=/,security_model=none,readonly=on,multidevs=remap', '-device', 'virtio-9p-pci,fsdev=root,mount_tag=root',
+      '-append', `console=ttyS0 root=root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=512000 ro ` +
+        `init=${join(root, 'lab/guest/build/kms-guest')} panic=-1 quiet wlscanout.full=1 wlscanout.interval_ms=16`],
+    { env: { ...sway.env, GDK_BACKEND: 'wayland' }, stdio: ['ignore', 'pipe', 'ignore'] });
+    let frames = 0;
+    let serial = '';
+    qemu.stdout!.on('data', (d: Buffer) => {
+      serial += d.toString('latin1');
+      const lines = serial.split('\n');
+      serial = lines.pop()!;
+      frames += lines.filter((l) => l.includes('kms-guest: frame')).length;
+    });
+    let show: ReturnType<typeof spawn> | null = null;
+    try {
+      if (mode === 'dbus') {
+        for (let i = 0; i < 200 && !existsSync(qmp); i++) await new Promise((r) => setTimeout(r, 25));
+        await new Promise((r) => setTimeout(r, 200));
+        show = spawn(process.execPath, [join(root, 'dist/cli/main.js'), 'show', '--qmp', qmp, '--fullscreen', '--display', sway.socket],
+          { env: sway.env, stdio: 'ignore' });
+      }
+      const warm = Date.now() + 60_000;
+      while (frames < 30 && Date.now() < warm) await new Promise((r) => setTimeout(r, 100));
+      if (frames < 30) throw new Error(`${mode}: the guest showed ${frames} frames within 60 s`);
+      const f0 = frames;
+      const q0 = cpuTicks(qemu.pid!);
+      const s0 = show ? cpuTicks(show.pid!) : 0;
+      const c0 = cpuTicks(sway.pid);
+      const t0 = Date.now();
+      await new Promise((r) => setTimeout(r, seconds * 1000));
+      const elapsed = (Date.now() - t0) / 1000;
+      const pct = (ticks: number) => (ticks / TICK / elapsed) * 100;
+      rows.push({ display: mode === 'gtk' ? "QEMU's GTK UI (gl=off)" : '-display dbus + wlscanout show',
+        guestFps: (frames - f0) / elapsed, qemuMainPct: pct(cpuTicks(qemu.pid!) - q0),
+        wlscanoutPct: show ? pct(cpuTicks(show.pid!) - s0) : null, compositorPct: pct(cpuTicks(sway.pid) - c0) });
+    } finally {
+      show?.kill('SIGKILL');
+      qemu.kill('SIGKILL');
+      await sway.stop();
+    }
+  }
+  return rows;
+}
+
 const only = process.argv[2];
 const results: Record<string, unknown> = { date: new Date().toISOString(), frames: FRAMES };
 if (!only || only === 'present-cost') {
@@ -214,6 +279,14 @@ if (!only || only === 'steady-state') {
   results.steadyState = rows;
   console.log('\nsteady state: blob guests created and destroyed every 1,000 frames, sway at 240 Hz');
   console.table(rows.map((r) => ({ frames: r.frames, 'RSS MiB': r.rssMiB.toFixed(1), 'open fds': r.openFds, 'resources so far': r.resources })));
+}
+if (!only || only === 'qemu-e2e') {
+  const rows = await qemuEndToEnd();
+  results.qemuEndToEnd = rows;
+  console.log("\nQEMU end to end: a full 1280x800 frame per DIRTYFB at a 60 fps target, headless sway 60 Hz; CPU as % of a core");
+  console.table(rows.map((r) => ({ display: r.display, 'guest fps': r.guestFps.toFixed(1), 'QEMU main thread %': r.qemuMainPct.toFixed(1),
+    'wlscanout %': r.wlscanoutPct === null ? '—' : r.wlscanoutPct.toFixed(1), 'sway %': r.compositorPct.toFixed(1),
+    'QEMU main + viewer %': (r.qemuMainPct + (r.wlscanoutPct ?? 0)).toFixed(1) })));
 }
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 const file = join(root, 'bench/results', `${String(results.date).replace(/[:.]/g, '-')}.json`);

@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="weston sway grim libwayland-dev wayland-protocols pkg-config g++ make python3 util-linux \
-  qemu-system-x86 linux-source-6.1 flex bison bc patch libelf-dev libssl-dev cpio xz-utils \
+  qemu-system-x86 qemu-system-gui linux-source-6.1 flex bison bc patch libelf-dev libssl-dev cpio xz-utils \
   libdrm-dev libgbm-dev libegl-dev libegl-mesa0 libgl1-mesa-dri"
 
 missing=""

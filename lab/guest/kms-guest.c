@@ -3,6 +3,7 @@
  * card through raw DRM ioctls (no libdrm library), then animates a small region with DIRTYFB clips.
  *
  *   kernel command line: wlscanout.frames=N (default: forever)  wlscanout.interval_ms=MS (default 500)
+ *   wlscanout.full=1: redraw and flush the whole frame each time (a full-screen workload, e.g. for benchmarks)
  *                        wlscanout.exit=reboot (reboot after the last frame; default: idle forever)
  *   on a host:           kms-guest --dump W H FRAME  > pixels   (W*H little-endian 0x00RRGGBB words)
  *
@@ -237,14 +238,35 @@ int main(int argc, char **argv)
 	printf("kms-guest: frame 0 shown %ux%u t=%.3f\n", w, h, now());
 
 	/* Only the frame box changes; it stays inside the border. */
+	const char *full_arg = cmdline_param("wlscanout.full");
+	int full = full_arg && full_arg[0] == '1';
 	struct drm_clip_rect clip = { BOX_X, BOX_Y, BOX_X + BOX_W, BOX_Y + BOX_H };
 	clip.x2 = clip.x2 < w - 1 ? clip.x2 : w - 1;
 	clip.y2 = clip.y2 < h - 1 ? clip.y2 : h - 1;
-	struct timespec interval = { interval_ms / 1000, interval_ms % 1000 * 1000000L };
+	/* Full mode rewrites every byte each frame, as a guest compositing its whole screen would: a copy of frame 0
+	 * (computed once: computing the pattern per pixel is too slow for 60 fps under TCG) plus the frame box. */
+	uint8_t *frame0 = NULL;
+	if (full) {
+		clip = (struct drm_clip_rect){ 0, 0, w, h };
+		frame0 = malloc((size_t)dumb.pitch * h);
+		if (frame0) memcpy(frame0, map, (size_t)dumb.pitch * h);
+	}
+	/* Absolute deadlines, so drawing time does not lower the frame rate below 1000/interval_ms. */
+	struct timespec next;
+	clock_gettime(CLOCK_MONOTONIC, &next);
 	for (unsigned long frame = 1; frame <= frames; frame++) {
-		nanosleep(&interval, NULL);
+		next.tv_nsec += (long)(interval_ms % 1000) * 1000000L;
+		next.tv_sec += interval_ms / 1000 + next.tv_nsec / 1000000000L;
+		next.tv_nsec %= 1000000000L;
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
 		if (clip.x2 > clip.x1 && clip.y2 > clip.y1) {
-			fill(map, dumb.pitch, w, h, (uint32_t)frame, clip.x1, clip.y1, clip.x2, clip.y2);
+			if (frame0) {
+				memcpy(map, frame0, (size_t)dumb.pitch * h);
+				fill(map, dumb.pitch, w, h, (uint32_t)frame, BOX_X, BOX_Y, BOX_X + BOX_W < w - 1 ? BOX_X + BOX_W : w - 1,
+				     BOX_Y + BOX_H < h - 1 ? BOX_Y + BOX_H : h - 1);
+			} else {
+				fill(map, dumb.pitch, w, h, (uint32_t)frame, clip.x1, clip.y1, clip.x2, clip.y2);
+			}
 			struct drm_mode_fb_dirty_cmd dirty = { .fb_id = fb.fb_id, .num_clips = 1, .clips_ptr = (uintptr_t)&clip };
 			IOCTL(fd, DRM_IOCTL_MODE_DIRTYFB, &dirty);
 		}
