@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   FdWatcher, addSeals, close, constants, dup, fstat, ftruncate, getSeals, isMemfd, listOpenFds, memfdCreate, mmap,
-  munmap, openFdCount, pread, pwrite, recvmsg, sendmsg, socketpair,
+  munmap, openFdCount, pread, pwrite, recvmsg, recvmsgInto, sendmsg, socketpair,
 } from '../src/native/fds.js';
 
 const PAGE = constants.PAGE_SIZE;
@@ -452,5 +452,30 @@ describe('FdWatcher', () => {
       console.log('done');
     `);
     expect({ status, stdout, stderr }).toEqual({ status: 0, stdout: 'done', stderr: '' });
+  });
+});
+
+describe('recvmsgInto', () => {
+  it('receives bytes and fds straight into the given memory; null when empty, 0 bytes at EOF', () => {
+    const [a, b] = socketpair();
+    const memfd = memfdCreate('into', true);
+    try {
+      expect(recvmsgInto(b, new Uint8Array(8), 4)).toBe(null);
+      sendmsg(a, Buffer.from('hello world'), [memfd]);
+      const target = Buffer.alloc(32, 0x2e);
+      const got = recvmsgInto(b, target.subarray(10, 15), 4)!;
+      expect(got.bytes).toBe(5);
+      expect(got.fds.length).toBe(1);
+      expect(fstat(got.fds[0]).ino).toBe(fstat(memfd).ino);
+      close(got.fds[0]);
+      expect(target.toString('latin1', 8, 17)).toBe('..hello..');
+      expect(recvmsgInto(b, target, 4)!.bytes).toBe(6); // " world", the rest of the stream
+      close(a);
+      expect(recvmsgInto(b, target, 4)).toEqual({ bytes: 0, fds: [] });
+      expect(() => recvmsgInto(b, new Uint8Array(0), 4)).toThrow(/target must not be empty/);
+    } finally {
+      close(b);
+      close(memfd);
+    }
   });
 });

@@ -254,6 +254,56 @@ Napi::Value Sendmsg(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(n));
 }
 
+// Receives into buf (non-blocking). Returns false with a pending JS exception on error; *n = -1 on EAGAIN.
+bool ReceiveInto(Napi::Env env, int fd, uint8_t* buf, size_t length, int64_t maxFds, ssize_t* n, std::vector<int>* fds) {
+  struct iovec iov = {buf, length};
+  std::vector<char> control(maxFds > 0 ? CMSG_SPACE(maxFds * sizeof(int)) : 0);
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.empty() ? nullptr : control.data();
+  // CMSG_LEN rather than CMSG_SPACE: the kernel fills the padding with one more fd when maxFds is odd.
+  msg.msg_controllen = maxFds > 0 ? CMSG_LEN(maxFds * sizeof(int)) : 0;
+  do *n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  while (*n < 0 && errno == EINTR);
+  if (*n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      *n = -1;
+      return true;
+    }
+    ThrowErrno(env, "recvmsg", errno);
+    return false;
+  }
+  for (struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+    if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    const uint8_t* p = CMSG_DATA(cmsg);
+    for (size_t i = 0; i < count; i++) {
+      int received;
+      memcpy(&received, p + i * sizeof(int), sizeof(int));
+      fds->push_back(received);
+    }
+  }
+  if (msg.msg_flags & MSG_CTRUNC) {
+    for (int received : *fds) close(received);
+    Napi::Error error = Napi::Error::New(
+        env, "recvmsg: control message truncated: the peer sent more than maxFds=" + std::to_string(maxFds) +
+                 " fds with " + std::to_string(*n) + " bytes; the " + std::to_string(fds->size()) +
+                 " fds that arrived were closed and those bytes are lost");
+    error.Set("code", Napi::String::New(env, "ECTRUNC"));
+    error.Set("syscall", Napi::String::New(env, "recvmsg"));
+    error.ThrowAsJavaScriptException();
+    return false;
+  }
+  return true;
+}
+
+Napi::Array FdArray(Napi::Env env, const std::vector<int>& fds) {
+  Napi::Array array = Napi::Array::New(env, fds.size());
+  for (uint32_t i = 0; i < fds.size(); i++) array.Set(i, Napi::Number::New(env, fds[i]));
+  return array;
+}
+
 Napi::Value Recvmsg(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd;
@@ -266,49 +316,37 @@ Napi::Value Recvmsg(const Napi::CallbackInfo& info) {
     return Napi::Value();
   }
   std::unique_ptr<uint8_t[]> bytes(new uint8_t[maxBytes]);
-  struct iovec iov = {bytes.get(), static_cast<size_t>(maxBytes)};
-  std::vector<char> control(maxFds > 0 ? CMSG_SPACE(maxFds * sizeof(int)) : 0);
-  struct msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.empty() ? nullptr : control.data();
-  // CMSG_LEN rather than CMSG_SPACE: the kernel fills the padding with one more fd when maxFds is odd.
-  msg.msg_controllen = maxFds > 0 ? CMSG_LEN(maxFds * sizeof(int)) : 0;
   ssize_t n;
-  do n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return env.Null();
-    ThrowErrno(env, "recvmsg", errno);
-    return Napi::Value();
-  }
   std::vector<int> fds;
-  for (struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-    if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    const uint8_t* p = CMSG_DATA(cmsg);
-    for (size_t i = 0; i < count; i++) {
-      int received;
-      memcpy(&received, p + i * sizeof(int), sizeof(int));
-      fds.push_back(received);
-    }
-  }
-  if (msg.msg_flags & MSG_CTRUNC) {
-    for (int received : fds) close(received);
-    Napi::Error error = Napi::Error::New(
-        env, "recvmsg: control message truncated: the peer sent more than maxFds=" + std::to_string(maxFds) +
-                 " fds with " + std::to_string(n) + " bytes; the " + std::to_string(fds.size()) +
-                 " fds that arrived were closed and those bytes are lost");
-    error.Set("code", Napi::String::New(env, "ECTRUNC"));
-    error.Set("syscall", Napi::String::New(env, "recvmsg"));
-    error.ThrowAsJavaScriptException();
-    return Napi::Value();
-  }
+  if (!ReceiveInto(env, fd, bytes.get(), static_cast<size_t>(maxBytes), maxFds, &n, &fds)) return Napi::Value();
+  if (n < 0) return env.Null();
   Napi::Object result = Napi::Object::New(env);
   result.Set("data", Napi::Buffer<uint8_t>::Copy(env, bytes.get(), static_cast<size_t>(n)));
-  Napi::Array fdArray = Napi::Array::New(env, fds.size());
-  for (uint32_t i = 0; i < fds.size(); i++) fdArray.Set(i, Napi::Number::New(env, fds[i]));
-  result.Set("fds", fdArray);
+  result.Set("fds", FdArray(env, fds));
+  return result;
+}
+
+// recvmsgInto(fd, target, maxFds): as recvmsg, but straight into the caller's memory (no intermediate copy).
+Napi::Value RecvmsgInto(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  int64_t maxFds;
+  uint8_t* data;
+  size_t length;
+  if (!GetFd(info, 0, "fd", &fd) || !GetBytes(info, 1, "target", &data, &length) ||
+      !GetUint(info, 2, "maxFds", 253 /* SCM_MAX_FD */, &maxFds))
+    return Napi::Value();
+  if (length == 0) {  // a 0-byte read would look like EOF
+    Napi::RangeError::New(env, "recvmsgInto target must not be empty").ThrowAsJavaScriptException();
+    return Napi::Value();
+  }
+  ssize_t n;
+  std::vector<int> fds;
+  if (!ReceiveInto(env, fd, data, length, maxFds, &n, &fds)) return Napi::Value();
+  if (n < 0) return env.Null();
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("bytes", Napi::Number::New(env, static_cast<double>(n)));
+  result.Set("fds", FdArray(env, fds));
   return result;
 }
 
@@ -392,7 +430,7 @@ void InitFds(Napi::Env env, Napi::Object exports) {
   const Entry entries[] = {
       {"memfdCreate", MemfdCreate}, {"ftruncate", Ftruncate}, {"addSeals", AddSeals}, {"getSeals", GetSeals},
       {"fstat", Fstat},             {"mmap", Mmap},           {"munmap", Munmap},     {"socketpair", Socketpair},
-      {"sendmsg", Sendmsg},         {"recvmsg", Recvmsg},     {"pwrite", Pwrite},     {"pread", Pread},
+      {"sendmsg", Sendmsg},         {"recvmsg", Recvmsg},     {"recvmsgInto", RecvmsgInto}, {"pwrite", Pwrite},     {"pread", Pread},
       {"dup", Dup},                 {"close", Close},
   };
   for (const Entry& e : entries) exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));

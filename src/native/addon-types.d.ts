@@ -198,6 +198,8 @@ export interface NativeAddon {
   sendmsg(fd: number, data: Uint8Array, fds: number[]): number;
   /** null when the socket would block (EAGAIN). */
   recvmsg(fd: number, maxBytes: number, maxFds: number): NativeRecv | null;
+  /** As recvmsg, into target's memory: bytes received (0 at EOF), null when it would block. */
+  recvmsgInto(fd: number, target: Uint8Array, maxFds: number): { bytes: number; fds: number[] } | null;
   pwrite(fd: number, data: Uint8Array, offset: number): number;
   pread(fd: number, length: number, offset: number): Buffer;
   dup(fd: number): number;

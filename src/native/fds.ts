@@ -82,6 +82,11 @@ export function recvmsg(fd: number, maxBytes: number, maxFds: number): NativeRec
   return addon.recvmsg(fd, maxBytes, maxFds);
 }
 
+/** As recvmsg, but into `target` (no intermediate copy): { bytes (0 at EOF), fds }, or null when nothing is there. */
+export function recvmsgInto(fd: number, target: Uint8Array, maxFds: number): { bytes: number; fds: number[] } | null {
+  return addon.recvmsgInto(fd, target, maxFds);
+}
+
 /** Returns the number of bytes written (may be short). */
 export function pwrite(fd: number, data: Uint8Array, offset: number): number {
   return addon.pwrite(fd, data, offset);

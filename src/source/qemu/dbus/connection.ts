@@ -7,7 +7,7 @@
 // value holding them: a method handler for its 'h' arguments, the caller of call() for 'h' values in the reply;
 // every other received fd (unreferenced, unanswered, in a signal, or pending at close) is closed here.
 import { EventEmitter } from 'node:events';
-import { FdWatcher, close as closeFd, constants, dup, recvmsg, sendmsg } from '../../../native/fds.js';
+import { FdWatcher, close as closeFd, constants, dup, recvmsgInto, sendmsg } from '../../../native/fds.js';
 import { log } from '../../../log.js';
 import { SaslClient } from './auth.js';
 import { DBusError, ErrorNames } from './errors.js';
@@ -253,29 +253,40 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
     if (events & (constants.POLL_READABLE | constants.POLL_DISCONNECT)) this.readSome();
   }
 
-  /** Reads and handles what is there, a bounded amount; true if more may be waiting. */
+  /** Reads and handles what is there, a bounded amount; true if more may be waiting. The rest of a large message
+   *  is read straight into its final buffer (no intermediate copy: Scanout frames are megabytes). */
   private readSome(): boolean {
     for (let i = 0; i < READS_PER_WAKEUP && this.state !== 'closed'; i++) {
+      const partial = this.state === 'open' ? this.partial : null;
+      const target = partial ? partial.buf.subarray(partial.filled) : Buffer.allocUnsafeSlow(READ_BYTES);
       let received;
       try {
-        received = recvmsg(this.fd, READ_BYTES, READ_FDS);
+        received = recvmsgInto(this.fd, target, READ_FDS);
       } catch (e) {
         this.failSocket(e as Error);
         return false;
       }
       if (received === null) return false;
-      if (received.data.length === 0) {
+      if (received.bytes === 0) {
         closeFds(received.fds);
         const error = Object.assign(new Error(`D-Bus ${this.name}: the peer closed the connection`), { code: 'ECONNRESET' });
         this.shutdown(error, false);
         return false;
       }
+      const data = target.subarray(0, received.bytes);
       if (this.state === 'auth') {
         closeFds(received.fds); // nobody sends fds during the handshake
-        this.onAuthData(received.data);
+        this.onAuthData(data);
+      } else if (partial) {
+        this.fdQueue.push(...received.fds);
+        partial.filled += received.bytes;
+        if (partial.filled === partial.buf.length) {
+          this.partial = null;
+          this.onMessage(partial.buf);
+        }
       } else {
         this.fdQueue.push(...received.fds);
-        this.onBytes(received.data);
+        this.onBytes(data);
       }
     }
     return this.state !== 'closed';
