@@ -10,16 +10,10 @@
 
 #include "args.h"
 #include "errors.h"
+#include "ioctl.h"
 
 namespace wlscanout {
 namespace {
-
-int Ioctl(int fd, unsigned long request, void* arg) {
-  int r;
-  do r = ioctl(fd, request, arg);
-  while (r < 0 && (errno == EINTR || errno == EAGAIN));
-  return r;
-}
 
 // Opens /dev/udmabuf, issues one create ioctl and closes the device again; returns the dmabuf fd or -1.
 int UdmabufIoctl(Napi::Env env, unsigned long request, void* arg, const char* syscall) {
@@ -28,7 +22,7 @@ int UdmabufIoctl(Napi::Env env, unsigned long request, void* arg, const char* sy
     ThrowErrno(env, "open(/dev/udmabuf)", errno);
     return -1;
   }
-  int fd = Ioctl(dev, request, arg);
+  int fd = RetryIoctl(dev, request, arg);
   int err = errno;
   close(dev);
   if (fd < 0) ThrowErrno(env, syscall, err);
@@ -102,7 +96,7 @@ Napi::Value DmabufSync(const Napi::CallbackInfo& info) {
   int fd, flags;
   if (!GetFd(info, 0, "fd", &fd) || !GetFd(info, 1, "flags", &flags)) return Napi::Value();
   struct dma_buf_sync sync = {static_cast<__u64>(flags)};
-  if (Ioctl(fd, DMA_BUF_IOCTL_SYNC, &sync) < 0) ThrowErrno(info.Env(), "ioctl(DMA_BUF_IOCTL_SYNC)", errno);
+  if (RetryIoctl(fd, DMA_BUF_IOCTL_SYNC, &sync) < 0) ThrowErrno(info.Env(), "ioctl(DMA_BUF_IOCTL_SYNC)", errno);
   return Napi::Value();
 }
 
@@ -111,7 +105,7 @@ Napi::Value DmabufExportSyncFile(const Napi::CallbackInfo& info) {
   int fd, flags;
   if (!GetFd(info, 0, "fd", &fd) || !GetFd(info, 1, "flags", &flags)) return Napi::Value();
   struct dma_buf_export_sync_file arg = {static_cast<__u32>(flags), -1};
-  if (Ioctl(fd, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, &arg) < 0) {
+  if (RetryIoctl(fd, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, &arg) < 0) {
     ThrowErrno(info.Env(), "ioctl(DMA_BUF_IOCTL_EXPORT_SYNC_FILE)", errno);
     return Napi::Value();
   }
@@ -124,7 +118,7 @@ Napi::Value DmabufImportSyncFile(const Napi::CallbackInfo& info) {
   if (!GetFd(info, 0, "fd", &fd) || !GetFd(info, 1, "flags", &flags) || !GetFd(info, 2, "syncFd", &syncFd))
     return Napi::Value();
   struct dma_buf_import_sync_file arg = {static_cast<__u32>(flags), syncFd};
-  if (Ioctl(fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &arg) < 0)
+  if (RetryIoctl(fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &arg) < 0)
     ThrowErrno(info.Env(), "ioctl(DMA_BUF_IOCTL_IMPORT_SYNC_FILE)", errno);
   return Napi::Value();
 }

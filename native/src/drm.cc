@@ -3,42 +3,25 @@
 #include <libdrm/drm.h>
 #include <sys/ioctl.h>
 
-#include <climits>
-#include <cmath>
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "errors.h"
+#include "ioctl.h"
 
 namespace wlscanout {
 namespace {
-
-// Like libdrm's drmIoctl: DRM ioctls may be interrupted (EINTR) or asked to be retried (EAGAIN).
-int DrmIoctl(int fd, unsigned long request, void* arg) {
-  int r;
-  do r = ioctl(fd, request, arg);
-  while (r < 0 && (errno == EINTR || errno == EAGAIN));
-  return r;
-}
 
 // DRM_IOCTL_VERSION: {name, date, desc, major, minor, patch}. The first call learns the string lengths, the second
 // fills them; the kernel never writes more than the lengths we pass and reports the full lengths back.
 Napi::Value DrmVersion(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsNumber()) {
-    ThrowTypeError(env, "fd must be a number (got " + info[0].ToString().Utf8Value() + ")");
-    return Napi::Value();
-  }
-  double d = info[0].As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || std::trunc(d) != d || d < 0 || d > INT_MAX) {
-    Napi::RangeError::New(env, "fd must be an integer in [0, 2147483647] (got " + info[0].ToString().Utf8Value() + ")")
-        .ThrowAsJavaScriptException();
-    return Napi::Value();
-  }
-  int fd = static_cast<int>(d);
+  int fd;
+  if (!GetFd(info, 0, "fd", &fd)) return Napi::Value();
 
   drm_version_t version = {};
-  if (DrmIoctl(fd, DRM_IOCTL_VERSION, &version) < 0) {
+  if (RetryIoctl(fd, DRM_IOCTL_VERSION, &version) < 0) {
     ThrowErrno(env, "ioctl", errno);
     return Napi::Value();
   }
@@ -47,7 +30,7 @@ Napi::Value DrmVersion(const Napi::CallbackInfo& info) {
   version.name = name.data();
   version.date = date.data();
   version.desc = desc.data();
-  if (DrmIoctl(fd, DRM_IOCTL_VERSION, &version) < 0) {
+  if (RetryIoctl(fd, DRM_IOCTL_VERSION, &version) < 0) {
     ThrowErrno(env, "ioctl", errno);
     return Napi::Value();
   }

@@ -10,6 +10,7 @@
 
 #include "args.h"
 #include "errors.h"
+#include "ioctl.h"
 
 namespace wlscanout {
 namespace {
@@ -22,13 +23,6 @@ struct sw_sync_create_fence_data {
 };
 #define SW_SYNC_IOC_CREATE_FENCE _IOWR('W', 0, struct sw_sync_create_fence_data)
 #define SW_SYNC_IOC_INC _IOW('W', 1, __u32)
-
-int Ioctl(int fd, unsigned long request, void* arg) {
-  int r;
-  do r = ioctl(fd, request, arg);
-  while (r < 0 && (errno == EINTR || errno == EAGAIN));
-  return r;
-}
 
 bool GetName(const Napi::CallbackInfo& info, size_t i, char (*out)[32]) {
   if (!info[i].IsString()) {
@@ -48,7 +42,7 @@ Napi::Value SyncMerge(const Napi::CallbackInfo& info) {
   if (!GetName(info, 0, &data.name) || !GetFd(info, 1, "fd1", &fd1) || !GetFd(info, 2, "fd2", &fd2))
     return Napi::Value();
   data.fd2 = fd2;
-  if (Ioctl(fd1, SYNC_IOC_MERGE, &data) < 0) {
+  if (RetryIoctl(fd1, SYNC_IOC_MERGE, &data) < 0) {
     ThrowErrno(info.Env(), "ioctl(SYNC_IOC_MERGE)", errno);
     return Napi::Value();
   }
@@ -62,7 +56,7 @@ Napi::Value SyncFileInfo(const Napi::CallbackInfo& info) {
   int fd;
   if (!GetFd(info, 0, "fd", &fd)) return Napi::Value();
   struct sync_file_info head = {};
-  if (Ioctl(fd, SYNC_IOC_FILE_INFO, &head) < 0) {
+  if (RetryIoctl(fd, SYNC_IOC_FILE_INFO, &head) < 0) {
     ThrowErrno(env, "ioctl(SYNC_IOC_FILE_INFO)", errno);
     return Napi::Value();
   }
@@ -70,7 +64,7 @@ Napi::Value SyncFileInfo(const Napi::CallbackInfo& info) {
   struct sync_file_info full = {};
   full.num_fences = head.num_fences;
   full.sync_fence_info = reinterpret_cast<__u64>(fences.data());
-  if (head.num_fences > 0 && Ioctl(fd, SYNC_IOC_FILE_INFO, &full) < 0) {
+  if (head.num_fences > 0 && RetryIoctl(fd, SYNC_IOC_FILE_INFO, &full) < 0) {
     ThrowErrno(env, "ioctl(SYNC_IOC_FILE_INFO)", errno);
     return Napi::Value();
   }
@@ -99,7 +93,7 @@ Napi::Value SwSyncCreateFence(const Napi::CallbackInfo& info) {
       !GetName(info, 2, &data.name))
     return Napi::Value();
   data.value = static_cast<__u32>(value);
-  if (Ioctl(timeline, SW_SYNC_IOC_CREATE_FENCE, &data) < 0) {
+  if (RetryIoctl(timeline, SW_SYNC_IOC_CREATE_FENCE, &data) < 0) {
     ThrowErrno(info.Env(), "ioctl(SW_SYNC_IOC_CREATE_FENCE)", errno);
     return Napi::Value();
   }
@@ -113,7 +107,7 @@ Napi::Value SwSyncInc(const Napi::CallbackInfo& info) {
   if (!GetFd(info, 0, "timelineFd", &timeline) || !GetUint(info, 1, "count", UINT32_MAX, &count))
     return Napi::Value();
   __u32 inc = static_cast<__u32>(count);
-  if (Ioctl(timeline, SW_SYNC_IOC_INC, &inc) < 0) ThrowErrno(info.Env(), "ioctl(SW_SYNC_IOC_INC)", errno);
+  if (RetryIoctl(timeline, SW_SYNC_IOC_INC, &inc) < 0) ThrowErrno(info.Env(), "ioctl(SW_SYNC_IOC_INC)", errno);
   return Napi::Value();
 }
 
