@@ -10,6 +10,7 @@ import { BuiltinGuest } from '../src/source/builtin-guest.js';
 import { runGuest } from '../src/pipeline.js';
 import { formatByName } from '../src/formats.js';
 import { memfdCreate, ftruncate, addSeals, mmap, constants } from '../src/native/fds.js';
+import { kmsGuestBootArgs } from '../test/qemu-helpers.js';
 
 const root = join(import.meta.dirname, '../..');
 const XRGB = formatByName('XRGB8888')!;
@@ -205,11 +206,9 @@ async function qemuEndToEnd(): Promise<E2eRow[]> {
     const sway = await startSway({ width: 1280, height: 800, refreshHz: 60 });
     const qmp = join(tmpdir(), `wlscanout-bench-${process.pid}.qmp`);
     const display = mode === 'gtk' ? ['-display', 'gtk,gl=off'] : ['-display', 'dbus,p2p=yes', '-qmp', `unix:${qmp},server=on,wait=off`];
-    const qemu = spawn('qemu-system-x86_64', ['-m', '256', '-smp', '1', '-vga', 'none', '-net', 'none', '-no-reboot', '-kernel', kernel,
+    const qemu = spawn('qemu-system-x86_64', ['-m', '256', '-smp', '1', '-vga', 'none', '-net', 'none', '-no-reboot',
       '-device', 'virtio-gpu-pci', ...display, '-serial', 'stdio', '-monitor', 'none',
-      '-fsdev', 'local,id=root,path=/,security_model=none,readonly=on,multidevs=remap', '-device', 'virtio-9p-pci,fsdev=root,mount_tag=root',
-      '-append', `console=ttyS0 root=root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=512000 ro ` +
-        `init=${join(root, 'lab/guest/build/kms-guest')} panic=-1 quiet wlscanout.full=1 wlscanout.interval_ms=16`],
+      ...kmsGuestBootArgs(kernel, 'wlscanout.full=1 wlscanout.interval_ms=16')],
     { env: { ...sway.env, GDK_BACKEND: 'wayland' }, stdio: ['ignore', 'pipe', 'ignore'] });
     let frames = 0;
     let serial = '';

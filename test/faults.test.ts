@@ -10,7 +10,7 @@ import { startWeston, type Compositor } from '../src/embedded/compositors.js';
 import { Presenter } from '../src/present/presenter.js';
 import { QemuDisplay } from '../src/source/qemu/display.js';
 import { QemuSource } from '../src/source/qemu/qemu-source.js';
-import { QmpClient } from '../src/source/qemu/qmp.js';
+import { waitForQmp } from './qemu-helpers.js';
 import { listOpenFds } from '../src/native/fds.js';
 import { sleep } from './helpers.js';
 
@@ -57,12 +57,7 @@ describe('QEMU faults (real QEMU, gl=off)', () => {
         let source: QemuSource | null = null;
         const where = `round ${round} (seed ${SEED}, ${closeOurSide ? 'close' : 'kill'} after ${when.toFixed(0)} ms)`;
         try {
-          for (let i = 0; i < 200 && !fs.existsSync(qmpPath); i++) await sleep(10);
-          for (let i = 0; i < 100; i++) {
-            const probe = await QmpClient.connect(qmpPath).catch(() => null);
-            if (probe) { probe.close(); break; }
-            await sleep(10);
-          }
+          await waitForQmp(qmpPath);
           if (random() < 0.1) { // sometimes QEMU dies before we attach at all
             qemu.kill('SIGKILL');
             await exited;

@@ -2,6 +2,7 @@
 // checks QEMU's own screendump of the virtio-gpu scan-out against renderKmsGuestPattern, pixel for pixel.
 // Needs the cached lab kernel: without it this suite FAILS (it does not skip).
 import { readPpm } from './ppm.js';
+import { kmsGuestBootArgs } from './qemu-helpers.js';
 import { labKernel as findLabKernel } from './lab-kernel.js';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -13,7 +14,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderKmsGuestPattern } from '../src/source/kms-guest-pattern.js';
 
 const guestDir = fileURLToPath(new URL('../lab/guest/', import.meta.url));
-const guest = join(guestDir, 'build/kms-guest');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface GuestOptions { gpu?: string | null; append?: string; extra?: string[] }
@@ -31,12 +31,9 @@ class LabVm {
     this.qmpPath = join(dir, `qmp-${Math.random().toString(36).slice(2)}.sock`);
     const args = [
       '-m', '256', '-smp', '1', '-vga', 'none', '-net', 'none', '-no-reboot', '-display', 'none',
-      '-kernel', kernel, ...(gpu ? ['-device', gpu] : []), ...extra,
+      ...(gpu ? ['-device', gpu] : []), ...extra,
       '-qmp', `unix:${this.qmpPath},server=on,wait=off`, '-serial', 'stdio', '-monitor', 'none',
-      '-fsdev', 'local,id=root,path=/,security_model=none,readonly=on,multidevs=remap',
-      '-device', 'virtio-9p-pci,fsdev=root,mount_tag=root',
-      '-append', 'console=ttyS0 root=root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=512000 ro ' +
-        `init=${guest} panic=-1 quiet ${append}`,
+      ...kmsGuestBootArgs(kernel, append),
     ];
     this.qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let partial = '';

@@ -3,29 +3,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { errorOf, expectNoFdLeaksPerTest } from './native-helpers.js';
 import { drmVersion, listDmaHeaps, listDrmNodes, udmabufAvailable } from '../src/native/drm.js';
 import { EGL_FEATURES, eglProbe, type EglDisplayInfo } from '../src/native/egl.js';
 import { close, listOpenFds, memfdCreate, socketpair } from '../src/native/fds.js';
 
 const addonPath = fileURLToPath(new URL('../native/build/Release/wlscanout.node', import.meta.url));
 
-let baseline: number[];
-beforeEach(() => {
-  baseline = listOpenFds();
-});
-afterEach(() => {
-  expect(listOpenFds()).toEqual(baseline);
-});
-
-function errorOf(fn: () => unknown): NodeJS.ErrnoException {
-  try {
-    fn();
-  } catch (error) {
-    return error as NodeJS.ErrnoException;
-  }
-  throw new Error('expected a throw');
-}
+expectNoFdLeaksPerTest();
 
 function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'wlscanout-drm-'));

@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { errorOf, expectNoFdLeaksPerTest } from './native-helpers.js';
 import {
   FdWatcher, addSeals, close, constants, dup, fstat, ftruncate, getSeals, isMemfd, listOpenFds, memfdCreate, mmap,
   munmap, openFdCount, pread, pwrite, recvmsg, recvmsgInto, sendmsg, socketpair,
@@ -12,22 +13,7 @@ import {
 const PAGE = constants.PAGE_SIZE;
 const addonPath = fileURLToPath(new URL('../native/build/Release/wlscanout.node', import.meta.url));
 
-let baseline: number[];
-beforeEach(() => {
-  baseline = listOpenFds();
-});
-afterEach(() => {
-  expect(listOpenFds()).toEqual(baseline);
-});
-
-function errorOf(fn: () => unknown): NodeJS.ErrnoException {
-  try {
-    fn();
-  } catch (error) {
-    return error as NodeJS.ErrnoException;
-  }
-  throw new Error('expected a throw');
-}
+expectNoFdLeaksPerTest();
 
 function mapsMention(name: string): boolean {
   return fs.readFileSync('/proc/self/maps', 'utf8').includes(`/memfd:${name}`);

@@ -7,13 +7,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWeston, type Compositor } from '../src/embedded/compositors.js';
-import { QmpClient } from '../src/source/qemu/qmp.js';
+import { kmsGuestBootArgs, rgbMismatches, waitForQmp } from './qemu-helpers.js';
 import { sleep } from './helpers.js';
 import { renderKmsGuestPattern } from '../src/source/kms-guest-pattern.js';
 import { labKernel } from './lab-kernel.js';
 
 const cli = path.join(import.meta.dirname, '../dist/cli/main.js');
-const kmsGuest = path.join(import.meta.dirname, '../lab/guest/build/kms-guest');
 
 describe('wlscanout show --qmp (real QEMU, gl=off)', () => {
   let weston: Compositor;
@@ -23,26 +22,14 @@ describe('wlscanout show --qmp (real QEMU, gl=off)', () => {
   const H = 800;
   const FRAMES = 3;
 
-  async function qmpReady(sock: string): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const qmp = await QmpClient.connect(sock).catch((e: Error) => e);
-      if (qmp instanceof QmpClient) return qmp.close();
-      if (Date.now() > deadline) throw new Error(`QEMU's QMP socket ${sock} does not answer: ${qmp.message}`);
-      await sleep(50);
-    }
-  }
-
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wlscanout-show-'));
     weston = await startWeston({ width: W, height: H });
     // The lab kernel with the KMS test-pattern guest as init, on virtio-gpu: a known picture, then it idles.
     qemu = spawn('qemu-system-x86_64', ['-m', '256', '-smp', '1', '-vga', 'none', '-net', 'none', '-no-reboot',
-      '-kernel', labKernel(), '-device', 'virtio-gpu-pci', '-display', 'dbus,p2p=yes', '-serial', 'null', '-monitor', 'none',
+      '-device', 'virtio-gpu-pci', '-display', 'dbus,p2p=yes', '-serial', 'null', '-monitor', 'none',
       '-qmp', `unix:${dir}/show.qmp,server=on,wait=off`,
-      '-fsdev', 'local,id=root,path=/,security_model=none,readonly=on,multidevs=remap', '-device', 'virtio-9p-pci,fsdev=root,mount_tag=root',
-      '-append', `console=ttyS0 root=root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=512000 ro init=${kmsGuest} ` +
-        `panic=-1 quiet wlscanout.frames=${FRAMES} wlscanout.interval_ms=300`], { stdio: 'ignore' });
+      ...kmsGuestBootArgs(labKernel(), `wlscanout.frames=${FRAMES} wlscanout.interval_ms=300`)], { stdio: 'ignore' });
   }, 60_000);
   afterAll(async () => {
     qemu?.kill('SIGKILL');
@@ -51,7 +38,7 @@ describe('wlscanout show --qmp (real QEMU, gl=off)', () => {
   });
 
   it('shows the guest\'s scan-out pixel-exact and exits 0 when QEMU goes away', async () => {
-    await qmpReady(`${dir}/show.qmp`);
+    await waitForQmp(`${dir}/show.qmp`);
     const show = spawn(process.execPath, [cli, 'show', '--qmp', `${dir}/show.qmp`, '--fullscreen', '--display', weston.socket],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...weston.env, WLSCANOUT_LOG_LEVEL: 'warn' } });
     let stderr = '';
@@ -62,12 +49,7 @@ describe('wlscanout show --qmp (real QEMU, gl=off)', () => {
       let mismatches = -1;
       for (let attempt = 0; attempt < 80 && mismatches !== 0; attempt++) {
         await sleep(250);
-        const image = await weston.capture();
-        mismatches = 0;
-        for (let i = 0; i < expected.length; i++) {
-          const [r, g, b] = image.data.subarray(i * 4, i * 4 + 3);
-          if (((r << 16) | (g << 8) | b) !== expected[i]) mismatches++;
-        }
+        mismatches = rgbMismatches(await weston.capture(), expected);
       }
       expect(mismatches, `pixels differing from the guest's frame ${FRAMES}; show said: ${stderr}`).toBe(0);
       qemu.kill('SIGKILL');

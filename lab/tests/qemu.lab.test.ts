@@ -8,12 +8,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWeston, type Compositor } from '../../src/embedded/compositors.js';
-import { QmpClient } from '../../src/source/qemu/qmp.js';
+import { kmsGuestBootArgs, rgbMismatches, waitForQmp } from '../../test/qemu-helpers.js';
 import { renderKmsGuestPattern } from '../../src/source/kms-guest-pattern.js';
 
 const root = path.join(import.meta.dirname, '../..');
 const cli = path.join(root, 'dist/cli/main.js');
-const kmsGuest = path.join(root, 'lab/guest/build/kms-guest');
 const W = 1280;
 const H = 800;
 const FRAMES = 2;
@@ -29,21 +28,15 @@ describe('real QEMU: virtio-gpu blob scan-out → udmabuf → linux-dmabuf, zero
     const kernel = process.env.WLSCANOUT_LAB_KERNEL;
     if (!kernel || !fs.existsSync(kernel)) throw new Error(`WLSCANOUT_LAB_KERNEL (${kernel}) is not the lab kernel: run this through lab/boot.sh`);
     weston = await startWeston({ width: W, height: H, renderer: 'gl' });
-    qemu = spawn('qemu-system-x86_64', ['-m', '256', '-smp', '1', '-vga', 'none', '-net', 'none', '-no-reboot', '-kernel', kernel,
+    qemu = spawn('qemu-system-x86_64', ['-m', '256', '-smp', '1', '-vga', 'none', '-net', 'none', '-no-reboot',
       '-object', 'memory-backend-memfd,id=mem,size=256M,share=on', '-machine', 'memory-backend=mem',
       '-device', 'virtio-gpu-pci,blob=true', '-display', 'dbus,p2p=yes,gl=on,rendernode=/dev/dri/renderD128',
       '-qmp', `unix:${qmp},server=on,wait=off`, '-serial', `file:${dir}/guest.log`, '-monitor', 'none',
-      '-fsdev', 'local,id=root,path=/,security_model=none,readonly=on,multidevs=remap', '-device', 'virtio-9p-pci,fsdev=root,mount_tag=root',
-      '-append', `console=ttyS0 root=root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=512000 ro init=${kmsGuest} ` +
-        `panic=-1 quiet wlscanout.frames=${FRAMES} wlscanout.interval_ms=300`],
+      ...kmsGuestBootArgs(kernel, `wlscanout.frames=${FRAMES} wlscanout.interval_ms=300`)],
     { stdio: ['ignore', 'ignore', fs.openSync(`${dir}/qemu.log`, 'w')], env: { ...process.env, LIBGL_ALWAYS_SOFTWARE: '1' } });
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const client = await QmpClient.connect(qmp).catch((e: Error) => e);
-      if (client instanceof QmpClient) { client.close(); break; }
-      if (qemu.exitCode !== null || Date.now() > deadline) throw new Error(`QEMU did not start: ${fs.readFileSync(`${dir}/qemu.log`, 'utf8')}`);
-      await sleep(200);
-    }
+    await waitForQmp(qmp, 30_000, () => qemu.exitCode === null).catch((e: Error) => {
+      throw new Error(`QEMU did not start (${e.message}): ${fs.readFileSync(`${dir}/qemu.log`, 'utf8')}`);
+    });
   });
   afterAll(async () => {
     qemu?.kill('SIGKILL'); // never let the guest reboot: QEMU 7.2 aborts on that under gl=on
@@ -63,12 +56,7 @@ describe('real QEMU: virtio-gpu blob scan-out → udmabuf → linux-dmabuf, zero
       while (mismatches !== 0 && Date.now() < deadline && show.exitCode === null) {
         await sleep(2000);
         if (!/"dmabuf imported"|blob resource path/.test(stderr)) continue;
-        const image = await weston.capture();
-        mismatches = 0;
-        for (let i = 0; i < expected.length; i++) {
-          const [r, g, b] = image.data.subarray(i * 4, i * 4 + 3);
-          if (((r << 16) | (g << 8) | b) !== expected[i]) mismatches++;
-        }
+        mismatches = rgbMismatches(await weston.capture(), expected);
       }
       const guestLog = fs.readFileSync(`${dir}/guest.log`, 'utf8');
       expect(mismatches, `pixels differing from the guest's frame ${FRAMES}; guest: ${guestLog.slice(-500)}; show: ${stderr.slice(-3000)}`).toBe(0);
