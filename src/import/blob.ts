@@ -1,10 +1,10 @@
 // Validation of a blob resource description: every check a kernel or compositor would otherwise fail on later
 // (or worse, SIGBUS on) is made here, with an error that names the resource, the field and the value.
-import { getSeals, fstat, constants } from '../native/fds.js';
-import { formatByFourcc, fourccToString, type PixelFormat } from '../formats.js';
+import { fstat, constants } from '../native/fds.js';
+import type { PixelFormat } from '../formats.js';
 import type { BlobResourceDescription } from '../source/blob-resource.js';
 import { ImportError } from './errors.js';
-import { MAX_DIMENSION } from './shm.js';
+import { checkSize, checkStride, formatOf, memfdFacts } from './checks.js';
 
 export const DRM_FORMAT_MOD_LINEAR = 0n;
 export const DRM_FORMAT_MOD_INVALID = 0xffffffffffffffn;
@@ -21,13 +21,8 @@ export function validateBlob(desc: BlobResourceDescription): BlobLayout {
   if (!Number.isInteger(desc.id) || desc.id < 0 || desc.id > 0xffffffff) {
     throw new ImportError('bad-size', `blob resource id ${desc.id} is not a u32`);
   }
-  const format = formatByFourcc(desc.fourcc);
-  if (!format) throw new ImportError('unknown-format', `${what}: unknown pixel format ${fourccToString(desc.fourcc)}`);
-  for (const [name, v] of [['width', desc.width], ['height', desc.height]] as const) {
-    if (!Number.isInteger(v) || v < 1 || v > MAX_DIMENSION) {
-      throw new ImportError('bad-size', `${what}: ${name} ${v} is out of range (1..${MAX_DIMENSION})`);
-    }
-  }
+  const format = formatOf(`${what}: `, desc.fourcc);
+  checkSize(`${what}: `, desc.width, desc.height);
   const modifier = desc.modifier ?? DRM_FORMAT_MOD_LINEAR;
   if (typeof modifier !== 'bigint' || modifier < 0n || modifier >= 1n << 64n || modifier === DRM_FORMAT_MOD_INVALID) {
     throw new ImportError('unsupported-modifier', `${what}: modifier ${String(modifier)} is not a valid DRM format modifier`);
@@ -38,12 +33,8 @@ export function validateBlob(desc: BlobResourceDescription): BlobLayout {
   if (!!desc.memory === !!desc.dmabufs) {
     throw new ImportError('bad-plane', `${what}: give exactly one backing, guest memory ranges or dmabuf fds`);
   }
-  const rowBytes = desc.width * format.bytesPerPixel;
   const plane = desc.planes[0];
-  if (!Number.isInteger(plane.stride) || plane.stride < rowBytes || plane.stride > 0x7fffffff) {
-    throw new ImportError('bad-stride',
-      `${what}: stride ${plane.stride} is smaller than width ${desc.width} × ${format.bytesPerPixel} bytes (${rowBytes}) of ${format.name}`);
-  }
+  const rowBytes = checkStride(`${what}: `, plane.stride, desc.width, format);
   if (!Number.isInteger(plane.offset) || plane.offset < 0) {
     throw new ImportError('bad-offset', `${what}: plane offset ${plane.offset} is not a non-negative integer`);
   }
@@ -77,7 +68,7 @@ function validateRanges(what: string, ranges: BlobResourceDescription['memory'] 
     if (r.offset % page !== 0 || r.length % page !== 0) {
       throw new ImportError('unaligned', `${name}: offset ${r.offset} and length ${r.length} must be multiples of the ${page}-byte page`);
     }
-    const { seals, size: fileSize, key } = memfdFacts(name, r.memfd);
+    const { seals, size: fileSize, key } = memfdFacts(`${name}: `, r.memfd);
     if ((seals & constants.F_SEAL_SHRINK) === 0) {
       throw new ImportError('unsealed-memfd', `${name}: memfd fd ${r.memfd} is not sealed with F_SEAL_SHRINK (a peer could truncate it under the compositor)`);
     }
@@ -92,18 +83,6 @@ function validateRanges(what: string, ranges: BlobResourceDescription['memory'] 
     size += r.length;
   });
   return size;
-}
-
-function memfdFacts(name: string, fd: number): { seals: number; size: number; key: string } {
-  try {
-    const seals = getSeals(fd);
-    const st = fstat(fd);
-    return { seals, size: st.size, key: `${st.dev}:${st.ino}` };
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'EINVAL') throw new ImportError('not-memfd', `${name}: fd ${fd} is not a memfd (F_GET_SEALS: EINVAL)`);
-    throw new ImportError('bad-fd', `${name}: fd ${fd} cannot be used: ${err.message}`);
-  }
 }
 
 function checkFd(what: string, fd: number): void {

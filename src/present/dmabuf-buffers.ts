@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import type { Connection } from '../wayland/connection.js';
 import type { WlBuffer, ZwpLinuxDmabufV1 } from '../wayland/protocols/index.js';
 import type { BlobResource } from '../source/blob-resource.js';
-import type { ScanoutFrame } from '../source/frame.js';
+import { isBlobFrame, type ScanoutFrame } from '../source/frame.js';
 import { importBlobAsDmabuf, type DmabufImport } from '../import/udmabuf.js';
 import type { DmabufFormats } from './dmabuf-formats.js';
 import { close } from '../native/fds.js';
@@ -105,7 +105,7 @@ export class DmabufBufferCache extends EventEmitter<CacheEvents> {
       return;
     }
     buffer.holder = null;
-    if ('resource' in frame) frame.release(releaseFence);
+    if (isBlobFrame(frame)) frame.release(releaseFence);
     else {
       if (releaseFence !== null) close(releaseFence);
       frame.release();

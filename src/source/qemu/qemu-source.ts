@@ -7,6 +7,7 @@ import type { QemuDisplay, ScanoutEvent, UpdateEvent, DmabufScanoutEvent, Dmabuf
 import { PixmanFormat } from './display.js';
 import type { Presenter } from '../../present/presenter.js';
 import { BlobResource } from '../blob-resource.js';
+import { MAX_DIMENSION } from '../../import/checks.js';
 import type { BlobFrame, MemfdFrame, ScanoutFrame } from '../frame.js';
 import { memfdCreate, ftruncate, addSeals, mmap, munmap, close, constants } from '../../native/fds.js';
 import { formatByName, type PixelFormat } from '../../formats.js';
@@ -167,7 +168,7 @@ export class QemuSource {
 
   private ensureSurface(width: number, height: number, pixmanFormat: number): Surface | null {
     const format = PIXMAN_TO_FORMAT.get(pixmanFormat);
-    if (!format || width <= 0 || height <= 0 || width > 16384 || height > 16384) {
+    if (!format || width <= 0 || height <= 0 || width > MAX_DIMENSION || height > MAX_DIMENSION) {
       this.stats.refused++;
       log.error({ width, height, pixmanFormat: `0x${pixmanFormat.toString(16)}` }, 'qemu: surface refused');
       return null;
