@@ -1,5 +1,7 @@
 // Shared by the suites (and benchmarks) that run a real QEMU: booting the KMS guest, waiting for QMP, comparing a
 // capture with a known picture.
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RgbaImage } from '../src/capture/png.js';
 import { QmpClient } from '../src/source/qemu/qmp.js';
@@ -28,8 +30,19 @@ export function rgbMismatches(image: RgbaImage, expected: Uint32Array): number {
   return mismatches;
 }
 
-/** lab/guest/build/kms-guest: the KMS test-pattern guest (built by `make build`). */
-export const KMS_GUEST = fileURLToPath(new URL('../lab/guest/build/kms-guest', import.meta.url));
+/** lab/guest/build/kms-guest: the KMS test-pattern guest (built by `make build`). Found from the project root, as
+ *  this module also runs compiled from dist-bench/. */
+export const KMS_GUEST = join(projectRoot(), 'lab/guest/build/kms-guest');
+
+function projectRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = parent;
+  }
+  return dir;
+}
 
 /** QEMU arguments that boot `kernel` (the lab kernel) with the KMS guest as init over a read-only 9p root;
  *  `params` are its kernel command-line settings (wlscanout.frames=…, wlscanout.full=1, …). */
