@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events';
 import type { Connection } from '../wayland/connection.js';
 import type { WlBuffer, ZwpLinuxDmabufV1 } from '../wayland/protocols/index.js';
+import { ZwpLinuxBufferParamsV1Flags } from '../wayland/protocols/index.js';
 import type { BlobResource } from '../source/blob-resource.js';
 import { isBlobFrame, type ScanoutFrame } from '../source/frame.js';
 import { importBlobAsDmabuf, type DmabufImport } from '../import/udmabuf.js';
@@ -83,7 +84,8 @@ export class DmabufBufferCache extends EventEmitter<CacheEvents> {
         this.emit('failed', buffer, error);
       },
     });
-    params.create(width, height, fourcc, 0);
+    // A bottom-up (GL) frame is shown upright by the compositor, not copied.
+    params.create(width, height, fourcc, resource.bottomUp ? ZwpLinuxBufferParamsV1Flags.y_invert : 0);
     log.debug({ resource: resource.id, fd, stride, fourcc, modifier: `0x${modifier.toString(16)}` }, 'dmabuf imported');
     return buffer;
   }

@@ -30,6 +30,8 @@ export interface BlobResourceDescription {
   memory?: MemfdRange[];
   /** Or dmabuf backing: one fd per plane (the same fd may repeat). */
   dmabufs?: number[];
+  /** Rows are stored bottom to top (a GL framebuffer, y0_top = false); default false. */
+  bottomUp?: boolean;
 }
 
 /** The validated resource. Its fds are its own (dups of the description's), closed when the last ref goes. */
@@ -39,6 +41,7 @@ export class BlobResource extends EventEmitter<{ unreferenced: [remaining: numbe
   readonly height: number;
   readonly format: PixelFormat;
   readonly modifier: bigint;
+  readonly bottomUp: boolean;
   readonly planes: readonly BlobPlane[];
   readonly memory: readonly MemfdRange[] | null;
   readonly dmabufs: readonly number[] | null;
@@ -55,6 +58,7 @@ export class BlobResource extends EventEmitter<{ unreferenced: [remaining: numbe
     this.height = desc.height;
     this.format = layout.format;
     this.modifier = layout.modifier;
+    this.bottomUp = desc.bottomUp ?? false;
     this.planes = desc.planes.map((p) => ({ ...p }));
     this.size = layout.size;
     const owned: number[] = [];

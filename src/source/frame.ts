@@ -42,3 +42,11 @@ export type ScanoutFrame = MemfdFrame | BlobFrame;
 export function isBlobFrame(frame: ScanoutFrame): frame is BlobFrame {
   return 'resource' in frame;
 }
+
+/** Where a source hands its frames: the presenter, a capture session, or a tee of both. 'committed' says the
+ *  frame was taken up (shown, or captured), which sources that pace their guest wait for. */
+export interface FrameSink {
+  present(frame: ScanoutFrame): void;
+  on(event: 'committed', listener: (frame: ScanoutFrame) => void): unknown;
+  off(event: 'committed', listener: (frame: ScanoutFrame) => void): unknown;
+}

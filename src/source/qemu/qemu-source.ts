@@ -5,10 +5,9 @@
 // guest flushing faster waits on its next answer until the compositor asks for a frame.
 import type { QemuDisplay, ScanoutEvent, UpdateEvent, DmabufScanoutEvent, DmabufUpdateEvent, ResizeEvent } from './display.js';
 import { PixmanFormat } from './display.js';
-import type { Presenter } from '../../present/presenter.js';
 import { BlobResource } from '../blob-resource.js';
 import { MAX_DIMENSION } from '../../import/checks.js';
-import type { BlobFrame, MemfdFrame, ScanoutFrame } from '../frame.js';
+import type { BlobFrame, FrameSink, MemfdFrame, ScanoutFrame } from '../frame.js';
 import { memfdCreate, ftruncate, addSeals, mmap, munmap, close, constants } from '../../native/fds.js';
 import { formatByName, type PixelFormat } from '../../formats.js';
 import { log } from '../../log.js';
@@ -48,7 +47,8 @@ export class QemuSource {
   private readonly owed = new Map<number, () => void>();
   private readonly detach: () => void;
 
-  constructor(display: QemuDisplay, private readonly presenter: Presenter) {
+  /** Feeds `sink` (a Presenter, a CaptureSession, or a FrameTee of both) with the display's frames. */
+  constructor(display: QemuDisplay, private readonly sink: FrameSink) {
     const on = <A extends unknown[]>(emitter: { on(e: string, f: (...a: A) => void): unknown; off(e: string, f: (...a: A) => void): unknown }, event: string, f: (...a: A) => void) => {
       emitter.on(event, f);
       return () => emitter.off(event, f);
@@ -61,7 +61,7 @@ export class QemuSource {
       on(display, 'update-dmabuf', (e: DmabufUpdateEvent) => this.onUpdateDmabuf(e)),
       // QEMU 7.2 sends Disable right after each new dmabuf scan-out (it is releasing the old one): not a blank.
       on(display, 'disable', () => log.debug('qemu: disable')),
-      on(presenter, 'committed', (f: ScanoutFrame) => this.owed.get(f.seq)?.()),
+      on(sink, 'committed', (f: ScanoutFrame) => this.owed.get(f.seq)?.()),
     ];
     this.detach = () => offs.forEach((off) => off());
   }
@@ -159,7 +159,7 @@ export class QemuSource {
 
   private present(frame: ScanoutFrame): void {
     try {
-      this.presenter.present(frame);
+      this.sink.present(frame);
     } catch (error) {
       this.stats.refused++;
       log.error({ err: (error as Error).message, seq: frame.seq }, 'qemu: frame refused');

@@ -1,0 +1,243 @@
+// A buffer a consumer lends for captures, imported once: a wl_shm-style memfd range, or a dmabuf. The buffer's
+// fds are dups owned here until the consumer takes the buffer back.
+import { dup, close, fstat, mmap, munmap, pwrite, getSeals, constants } from '../native/fds.js';
+import { dmabufBeginCpuAccess, dmabufEndCpuAccess } from '../native/dmabuf.js';
+import { copyPixels } from '../native/pixel-copy.js';
+import { formatByFourcc, fourccToString, type PixelFormat } from '../formats.js';
+import { MAX_DIMENSION } from '../import/checks.js';
+import { DRM_FORMAT_MOD_INVALID, DRM_FORMAT_MOD_LINEAR } from '../import/blob.js';
+import type { Rect } from '../geometry.js';
+import type { FramePixels, FrameReader } from './frame-reader.js';
+import type { ScanoutFrame } from '../source/frame.js';
+import { CaptureError } from './errors.js';
+
+export interface LentShm {
+  kind: 'shm';
+  /** A memfd (or other shared-memory file) the consumer keeps its own fd to. Borrowed: dup'd here. */
+  fd: number;
+  offset: number;
+  width: number;
+  height: number;
+  stride: number;
+  fourcc: number;
+}
+
+export interface LentDmabuf {
+  kind: 'dmabuf';
+  width: number;
+  height: number;
+  fourcc: number;
+  modifier: bigint;
+  /** One plane for the RGB formats captures produce. Borrowed: dup'd here. */
+  planes: { fd: number; offset: number; stride: number }[];
+}
+
+export type LentBufferDescription = LentShm | LentDmabuf;
+
+/**
+ * How a lent buffer is written: 'shm-mapped' (memfd sealed against shrinking: mapped once), 'shm-pwrite' (not
+ * sealed: the lender could truncate it, so it is written with pwrite, which cannot SIGBUS), 'dmabuf-mapped'
+ * (mmap + DMA_BUF_IOCTL_SYNC), 'dmabuf-gpu' (imported as an EGLImage, drawn by the GPU blit).
+ */
+export type LentBufferAccess = 'shm-mapped' | 'shm-pwrite' | 'dmabuf-mapped' | 'dmabuf-gpu';
+
+/** What the GPU blit needs to know about a lent dmabuf it imported. */
+export interface GpuTarget {
+  /** Draws `rects` of the frame (null: all) into the buffer, upright; resolves when the GPU has finished. */
+  fill(frame: ScanoutFrame, reader: FrameReader, rects: readonly Rect[] | null): Promise<void>;
+  destroy(): void;
+}
+
+let nextId = 1;
+
+export class LentBuffer {
+  readonly id = nextId++;
+  readonly width: number;
+  readonly height: number;
+  readonly format: PixelFormat;
+  readonly stride: number;
+  readonly access: LentBufferAccess;
+  /** Seq of the frame last copied in, or null before the first fill. */
+  lastSeq: number | null = null;
+  takenBack = false;
+  gpu: GpuTarget | null = null;
+  private readonly fd: number;
+  private readonly offset: number;
+  private map: ArrayBuffer | null = null;
+  private scratch: Buffer | null = null;
+
+  /** Validates and imports `desc`; throws CaptureError. `gpuImport` is tried for dmabufs when given. */
+  constructor(desc: LentBufferDescription, gpuImport?: (desc: LentDmabuf) => GpuTarget) {
+    const what = `lent ${desc.kind} buffer`;
+    if (!Number.isInteger(desc.width) || !Number.isInteger(desc.height) || desc.width < 1 || desc.height < 1 ||
+      desc.width > MAX_DIMENSION || desc.height > MAX_DIMENSION) {
+      throw new CaptureError('bad-size', `${what}: size ${desc.width}x${desc.height} is out of range (1..${MAX_DIMENSION})`);
+    }
+    const format = formatByFourcc(desc.fourcc);
+    if (!format || format.bytesPerPixel !== 4) {
+      throw new CaptureError('unsupported-format', `${what}: format ${fourccToString(desc.fourcc)} is not one captures ` +
+        'produce (XRGB8888, ARGB8888, XBGR8888, ABGR8888)');
+    }
+    const plane = desc.kind === 'shm' ? desc : desc.planes[0];
+    if (desc.kind === 'dmabuf' && desc.planes.length !== 1) {
+      throw new CaptureError('unsupported-format', `${what}: ${desc.planes.length} planes given, ${format.name} has 1`);
+    }
+    const rowBytes = desc.width * 4;
+    if (!Number.isInteger(plane.stride) || plane.stride < rowBytes || plane.stride > 0x7fffffff) {
+      throw new CaptureError('bad-stride', `${what}: stride ${plane.stride} is less than ${desc.width} × 4 = ${rowBytes} bytes of ${format.name}`);
+    }
+    if (!Number.isInteger(plane.offset) || plane.offset < 0) {
+      throw new CaptureError('bad-size', `${what}: offset ${plane.offset} is not a non-negative integer`);
+    }
+    this.width = desc.width;
+    this.height = desc.height;
+    this.format = format;
+    this.stride = plane.stride;
+    this.offset = plane.offset;
+    try {
+      this.fd = dup(plane.fd);
+    } catch (e) {
+      throw new CaptureError('bad-fd', `${what}: fd ${plane.fd} cannot be used: ${(e as Error).message}`);
+    }
+    try {
+      this.access = desc.kind === 'shm' ? this.importShm(what) : this.importDmabuf(what, desc, gpuImport);
+    } catch (e) {
+      this.release();
+      throw e;
+    }
+  }
+
+  /** Bytes from the buffer's first pixel to the end of its last row. */
+  get byteLength(): number {
+    return this.stride * (this.height - 1) + this.width * 4;
+  }
+
+  private importShm(what: string): LentBufferAccess {
+    const st = fstat(this.fd);
+    if ((st.mode & 0o170000) !== 0o100000) throw new CaptureError('bad-fd', `${what}: fd is not a shared-memory file (a memfd or shm file)`);
+    if (st.size < this.offset + this.byteLength) {
+      throw new CaptureError('too-small', `${what}: ${this.width}x${this.height} at stride ${this.stride} from offset ` +
+        `${this.offset} needs ${this.offset + this.byteLength} bytes, the file has ${st.size}`);
+    }
+    let seals = 0;
+    try {
+      seals = getSeals(this.fd);
+    } catch {
+      // not a memfd: no seals, so it may shrink
+    }
+    if (seals & (constants.F_SEAL_WRITE | constants.F_SEAL_FUTURE_WRITE)) {
+      throw new CaptureError('read-only', `${what}: the memfd is sealed against writes`);
+    }
+    if (!(seals & constants.F_SEAL_SHRINK)) return 'shm-pwrite';
+    try {
+      this.map = mmap(this.fd, this.offset, this.byteLength, true);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === 'EACCES') throw new CaptureError('read-only', `${what}: the fd was not opened for writing (mmap: EACCES)`);
+      throw new CaptureError('bad-fd', `${what}: cannot map it: ${err.message}`);
+    }
+    return 'shm-mapped';
+  }
+
+  private importDmabuf(what: string, desc: LentDmabuf, gpuImport?: (desc: LentDmabuf) => GpuTarget): LentBufferAccess {
+    try {
+      dmabufBeginCpuAccess(this.fd, 'write'); // DMA_BUF_IOCTL_SYNC: ENOTTY unless the fd is a dmabuf
+      dmabufEndCpuAccess(this.fd, 'write');
+    } catch (e) {
+      throw new CaptureError('not-dmabuf', `${what}: fd ${desc.planes[0].fd} is not a dmabuf (${(e as Error).message})`);
+    }
+    let gpuError: Error | null = null;
+    if (gpuImport) {
+      try {
+        this.gpu = gpuImport({ ...desc, planes: [{ ...desc.planes[0], fd: this.fd }] });
+        return 'dmabuf-gpu';
+      } catch (e) {
+        gpuError = e as Error;
+      }
+    }
+    if (desc.modifier !== DRM_FORMAT_MOD_LINEAR && desc.modifier !== DRM_FORMAT_MOD_INVALID) {
+      throw new CaptureError(gpuError ? 'import-failed' : 'unsupported-modifier', `${what}: modifier ` +
+        `0x${desc.modifier.toString(16)} is not linear, so only the GPU blit could write it` +
+        (gpuError ? `, and it failed: ${gpuError.message}` : ', and none is available'));
+    }
+    try {
+      this.map = mmap(this.fd, 0, this.offset + this.byteLength, true);
+    } catch (e) {
+      throw new CaptureError('import-failed', `${what}: cannot map ${this.offset + this.byteLength} bytes of the dmabuf ` +
+        `(${(e as Error).message})${gpuError ? `; the GPU import failed too: ${gpuError.message}` : ''}`);
+    }
+    return 'dmabuf-mapped';
+  }
+
+  /**
+   * Copies `rects` (frame coordinates; null: all) of `frame` in, flipping a bottom-up frame upright. The caller
+   * has checked the sizes match. Returns the bytes written.
+   */
+  async fill(source: ScanoutFrame, reader: FrameReader, rects: readonly Rect[] | null): Promise<number> {
+    if (this.gpu) {
+      await this.gpu.fill(source, reader, rects);
+      return 0; // the GPU wrote it: no CPU bytes
+    }
+    const frame = reader.read(source);
+    try {
+      return this.fillFrom(frame, rects);
+    } finally {
+      frame.end();
+    }
+  }
+
+  private fillFrom(frame: FramePixels, rects: readonly Rect[] | null): number {
+    const yFlip = frame.bottomUp;
+    if (this.access === 'shm-pwrite') return this.fillByPwrite(frame, rects, yFlip);
+    const bytes = new Uint8Array(this.map!, this.access === 'dmabuf-mapped' ? this.offset : 0, this.byteLength);
+    const dst = { bytes, stride: this.stride, fourcc: this.format.fourcc };
+    if (this.access === 'shm-mapped') return copyPixels(frame, dst, frame.width, frame.height, rects, yFlip);
+    dmabufBeginCpuAccess(this.fd, 'write');
+    try {
+      return copyPixels(frame, dst, frame.width, frame.height, rects, yFlip);
+    } finally {
+      dmabufEndCpuAccess(this.fd, 'write');
+    }
+  }
+
+  private fillByPwrite(frame: FramePixels, rects: readonly Rect[] | null, yFlip: boolean): number {
+    const size = fstat(this.fd).size;
+    if (size < this.offset + this.byteLength) {
+      throw new CaptureError('truncated', `lent shm buffer ${this.id}: the lender truncated it to ${size} bytes ` +
+        `(${this.offset + this.byteLength} needed)`);
+    }
+    // Converted here first, then written: pwrite into a file that shrank meanwhile grows it instead of faulting.
+    if (!this.scratch) this.scratch = Buffer.alloc(this.byteLength);
+    const dst = { bytes: this.scratch, stride: this.stride, fourcc: this.format.fourcc };
+    copyPixels(frame, dst, frame.width, frame.height, rects, yFlip);
+    let top = 0;
+    let bottom = this.height;
+    if (rects) {
+      top = Math.min(...rects.map((r) => (yFlip ? this.height - r.y - r.height : r.y)));
+      bottom = Math.max(...rects.map((r) => (yFlip ? this.height - r.y : r.y + r.height)));
+    }
+    const from = top * this.stride;
+    const to = Math.min(this.byteLength, bottom * this.stride);
+    if (to <= from) return 0;
+    try {
+      return pwrite(this.fd, this.scratch.subarray(from, to), this.offset + from);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === 'EBADF') throw new CaptureError('read-only', `lent shm buffer ${this.id}: the fd was not opened for writing`);
+      if (err.code === 'EPERM') throw new CaptureError('read-only', `lent shm buffer ${this.id}: the memfd was sealed against writes`);
+      throw new CaptureError('bad-fd', `lent shm buffer ${this.id}: pwrite failed: ${err.message}`);
+    }
+  }
+
+  /** Drops the import and closes the dup'd fd. Idempotent. */
+  release(): void {
+    if (this.takenBack) return;
+    this.takenBack = true;
+    this.gpu?.destroy();
+    this.gpu = null;
+    if (this.map) munmap(this.map);
+    this.map = null;
+    this.scratch = null;
+    if (this.fd !== undefined) close(this.fd);
+  }
+}
