@@ -35,7 +35,8 @@ describe('wlscanout CLI', () => {
     const top = await wlscanout(['--help']).result;
     expect(top.code).toBe(0);
     expect(top.stdout).toMatch(/demo\s+show the built-in guest/);
-    expect(top.stdout).toMatch(/screenshot\s+save what the compositor shows/);
+    expect(top.stdout).toMatch(/screenshot\s+save a guest frame \(or what the compositor shows\) as a PNG/);
+    expect(top.stdout).toMatch(/record\s+record the guest's frames/);
     const demo = await wlscanout(['demo', '--help']).result;
     expect(demo.stdout).toContain('--frames N|inf');
   });
@@ -84,7 +85,7 @@ describe('wlscanout CLI', () => {
       try {
         const run = runGuest(guest, presenter, 10);
         await run.done;
-        const r = await wlscanout(['screenshot', '-o', 'out.png', '--display', sway.socket], {}, dir).result;
+        const r = await wlscanout(['screenshot', '--compositor', '-o', 'out.png', '--display', sway.socket], {}, dir).result;
         expect(r.code, r.stderr).toBe(0);
         expect(r.stdout).toContain('(640x480, via wlr-screencopy)');
         const mine = decodePng(readFileSync(join(dir, 'out.png')));

@@ -125,15 +125,17 @@ export class CaptureSession extends EventEmitter<{ constraints: [BufferConstrain
 
   /**
    * Fills `buffer` with the newest frame ('newest', the default: at once when one has arrived), or with the first
-   * frame newer than the buffer's last fill ('next', like copy_with_damage). Rejects with a CaptureError.
+   * frame newer than the buffer's last fill ('next', like copy_with_damage), or newer than `after` when given (a
+   * consumer rotating buffers). Rejects with a CaptureError.
    */
-  capture(buffer: LentBuffer, wait: CaptureWait = 'newest'): Promise<CaptureResult> {
+  capture(buffer: LentBuffer, wait: CaptureWait = 'newest', after?: number): Promise<CaptureResult> {
     if (this.stopped) return Promise.reject(new CaptureError('stopped', 'the capture session has stopped'));
     if (!this.buffers.has(buffer)) {
       return Promise.reject(new CaptureError('taken-back', `lent buffer ${buffer.id} is not lent to this session`));
     }
     this.stats.captures++;
-    const minSeq = wait === 'next' && buffer.lastSeq !== null ? buffer.lastSeq + 1 : -Infinity;
+    const since = after ?? buffer.lastSeq;
+    const minSeq = wait === 'next' && since !== null ? since + 1 : -Infinity;
     return new Promise((resolve, reject) => {
       const request: Pending = { buffer, minSeq, resolve, reject };
       const held = this.held;

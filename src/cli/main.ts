@@ -7,12 +7,14 @@ import { demoCommand, demoHelp } from './demo.js';
 import { screenshotCommand, screenshotHelp } from './screenshot.js';
 import { doctorCommand, doctorHelp } from './doctor.js';
 import { showCommand, showHelp } from './show.js';
+import { recordCommand, recordHelp } from './record.js';
 
 const commands: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
   demo: { run: demoCommand, help: demoHelp },
   screenshot: { run: screenshotCommand, help: screenshotHelp },
   doctor: { run: doctorCommand, help: doctorHelp },
   show: { run: showCommand, help: showHelp },
+  record: { run: recordCommand, help: recordHelp },
 };
 
 const usage = `usage: wlscanout [--log-level LEVEL] <command> [options]
@@ -20,7 +22,8 @@ const usage = `usage: wlscanout [--log-level LEVEL] <command> [options]
 commands:
   demo          show the built-in guest's test pattern in a window (zero-copy wl_shm)
   show          show a running QEMU's display (-display dbus,p2p=yes) in a window
-  screenshot    save what the compositor shows as a PNG
+  screenshot    save a guest frame (or what the compositor shows) as a PNG
+  record        record the guest's frames to a video (ffmpeg) or raw file, or --verify them
   doctor        report what the host and compositor offer and which paths will be used
 
 global options:
