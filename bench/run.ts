@@ -1,5 +1,6 @@
 // `make bench`: present cost against a C floor on the same compositor, and latency, as a table on stdout and JSON
-// under bench/results/. One scenario alone: node dist-bench/bench/run.js present-cost | latency
+// under bench/results/. One scenario alone: node dist-bench/bench/run.js present-cost | latency | scale |
+// steady-state | qemu-e2e | capture
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -286,6 +287,15 @@ if (!only || only === 'qemu-e2e') {
   console.table(rows.map((r) => ({ display: r.display, 'guest fps': r.guestFps.toFixed(1), 'QEMU main thread %': r.qemuMainPct.toFixed(1),
     'wlscanout %': r.wlscanoutPct === null ? '—' : r.wlscanoutPct.toFixed(1), 'sway %': r.compositorPct.toFixed(1),
     'QEMU main + viewer %': (r.qemuMainPct + (r.wlscanoutPct ?? 0)).toFixed(1) })));
+}
+if (!only || only === 'capture') {
+  const { captureBench } = await import('./capture.js');
+  const { memcpyMs, rows } = await captureBench(FRAMES);
+  results.capture = { memcpyMs, rows };
+  console.log(`\ncapture: built-in guest 1920x1080 into a lent memfd, no window (one 1080p memcpy: ${memcpyMs.toFixed(2)} ms)`);
+  console.table(rows.map((r) => ({ consumer: r.consumer, frames: r.frames, fps: r.fps.toFixed(1), dropped: r.dropped,
+    'CPU ms/frame': r.cpuMsPerFrame.toFixed(2), 'ffmpeg CPU ms/frame': r.encoderCpuMsPerFrame?.toFixed(2) ?? '—',
+    'bytes copied/frame': Math.round(r.bytesCopiedPerFrame), '× memcpy': r.memcpyMultiple.toFixed(2) })));
 }
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 const file = join(root, 'bench/results', `${String(results.date).replace(/[:.]/g, '-')}.json`);

