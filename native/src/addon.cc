@@ -10,6 +10,7 @@ void InitDmabuf(Napi::Env env, Napi::Object exports);
 void InitSyncFile(Napi::Env env, Napi::Object exports);
 void InitDrm(Napi::Env env, Napi::Object exports);
 void InitEgl(Napi::Env env, Napi::Object exports);
+void InitGpuBlit(Napi::Env env, Napi::Object exports);
 }  // namespace wlscanout
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -21,6 +22,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   wlscanout::InitSyncFile(env, exports);
   wlscanout::InitDrm(env, exports);
   wlscanout::InitEgl(env, exports);
+  wlscanout::InitGpuBlit(env, exports);
   return exports;
 }
 

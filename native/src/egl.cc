@@ -7,10 +7,10 @@
 #include <EGL/eglext.h>
 #include <napi.h>
 
-#include <cstdio>
-#include <sstream>
 #include <string>
 #include <vector>
+
+#include "egl_util.h"
 
 namespace wlscanout {
 namespace {
@@ -73,55 +73,8 @@ const Egl* LoadEgl(std::string* error) {
   return &egl;
 }
 
-std::string ErrorName(EGLint code) {
-  switch (code) {
-#define NAME(c) \
-  case c:       \
-    return #c;
-    NAME(EGL_SUCCESS)
-    NAME(EGL_NOT_INITIALIZED)
-    NAME(EGL_BAD_ACCESS)
-    NAME(EGL_BAD_ALLOC)
-    NAME(EGL_BAD_ATTRIBUTE)
-    NAME(EGL_BAD_CONFIG)
-    NAME(EGL_BAD_CONTEXT)
-    NAME(EGL_BAD_CURRENT_SURFACE)
-    NAME(EGL_BAD_DISPLAY)
-    NAME(EGL_BAD_MATCH)
-    NAME(EGL_BAD_NATIVE_PIXMAP)
-    NAME(EGL_BAD_NATIVE_WINDOW)
-    NAME(EGL_BAD_PARAMETER)
-    NAME(EGL_BAD_SURFACE)
-    NAME(EGL_CONTEXT_LOST)
-    NAME(EGL_BAD_DEVICE_EXT)
-#undef NAME
-    default: {
-      char buf[32];
-      snprintf(buf, sizeof buf, "0x%04x", static_cast<unsigned>(code));
-      return buf;
-    }
-  }
-}
-
 // "<call> failed: <EGL error name>", consuming the thread's EGL error.
-std::string Failure(const Egl& egl, const char* call) { return std::string(call) + " failed: " + ErrorName(egl.GetError()); }
-
-// Extension strings are space-separated names; compare whole names (EGL_EXT_image_dma_buf_import is a prefix of
-// EGL_EXT_image_dma_buf_import_modifiers, so substring search would be wrong).
-std::vector<std::string> SplitNames(const char* list) {
-  std::vector<std::string> names;
-  if (!list) return names;
-  std::istringstream in(list);
-  std::string name;
-  while (in >> name) names.push_back(name);
-  return names;
-}
-
-bool Has(const std::vector<std::string>& names, const char* name) {
-  for (const std::string& n : names)
-    if (n == name) return true;
-  return false;
-}
+std::string Failure(const Egl& egl, const char* call) { return std::string(call) + " failed: " + EglErrorName(egl.GetError()); }
 
 Napi::Array ToArray(Napi::Env env, const std::vector<std::string>& names) {
   Napi::Array array = Napi::Array::New(env, names.size());
@@ -166,15 +119,6 @@ Napi::Object DeviceObject(Napi::Env env, const DeviceInfo& info) {
   return object;
 }
 
-std::string FourccName(EGLint fourcc) {
-  std::string name;
-  for (int i = 0; i < 4; i++) {
-    char c = static_cast<char>((static_cast<uint32_t>(fourcc) >> (8 * i)) & 0xff);
-    name += (c >= 0x20 && c < 0x7f) ? c : '?';
-  }
-  return name;
-}
-
 // eglQueryDmaBufFormatsEXT / eglQueryDmaBufModifiersEXT into entry.dmabufFormats (or entry.dmabufFormatsError).
 void QueryFormats(Napi::Env env, const Egl& egl, EGLDisplay dpy, Napi::Object entry) {
   if (!egl.QueryDmaBufFormatsEXT || !egl.QueryDmaBufModifiersEXT) {
@@ -196,7 +140,7 @@ void QueryFormats(Napi::Env env, const Egl& egl, EGLDisplay dpy, Napi::Object en
   for (uint32_t i = 0; i < formats.size(); i++) {
     Napi::Object format = Napi::Object::New(env);
     format.Set("fourcc", Napi::Number::New(env, static_cast<uint32_t>(formats[i])));
-    format.Set("name", FourccName(formats[i]));
+    format.Set("name", FourccName(static_cast<uint32_t>(formats[i])));
     EGLint n = 0;
     std::vector<EGLuint64KHR> modifiers;
     std::vector<EGLBoolean> externalOnly;

@@ -176,6 +176,53 @@ export interface EglProbeResult {
   displays: EglDisplayProbe[];
 }
 
+/** One plane of a dma-buf: the fd (borrowed when importing, owned by the caller when allocated), byte offset, stride. */
+export interface DmabufPlane {
+  fd: number;
+  offset: number;
+  stride: number;
+}
+
+/** A dma-buf image: size, DRM fourcc, DRM format modifier (DRM_FORMAT_MOD_LINEAR = 0n; DRM_FORMAT_MOD_INVALID
+ *  0xffffffffffffffn = implicit) and 1-4 planes. */
+export interface DmabufDescription {
+  width: number;
+  height: number;
+  fourcc: number;
+  modifier: bigint;
+  planes: DmabufPlane[];
+}
+
+/** What a GpuBlitter runs on. */
+export interface GpuBlitterInfo {
+  device: string | null; // the DRM node, e.g. "/dev/dri/renderD128"
+  driver: string; // EGL_MESA_query_driver's name ("kms_swrast", "iris", ...), else GL_RENDERER
+  nativeFenceSync: boolean; // EGL_ANDROID_native_fence_sync: blit() returns sync_file fds
+  importModifiers: boolean; // EGL_EXT_image_dma_buf_import_modifiers
+  gbm: boolean; // a GBM device is open on the node: allocate() can work
+  platform: 'gbm' | 'device'; // the EGL platform the display came from (EGL_PLATFORM_GBM_KHR / _DEVICE_EXT)
+}
+
+/** native/src/gpu_blit.cc's blitter: images are numeric ids (> 0), valid until destroyImage/close. */
+export interface NativeGpuBlitter {
+  readonly info: GpuBlitterInfo;
+  /** eglCreateImageKHR(EGL_LINUX_DMA_BUF_EXT); the fds are borrowed. Throws "eglCreateImageKHR failed: EGL_... for
+   *  WxH FOURCC modifier 0x..". */
+  importDmabuf(width: number, height: number, fourcc: number, modifier: bigint, planes: DmabufPlane[]): number;
+  /** A GL texture from 32-bit RGB bytes (XR24/AR24/XB24/AB24) starting at the first pixel. */
+  upload(bytes: Uint8Array, width: number, height: number, stride: number, fourcc: number): number;
+  /** rects: x, y, width, height per rect in source coordinates (clipped), null = all. Returns a sync_file fd (the
+   *  caller owns it) or -1 after glFinish. */
+  blit(src: number, dst: number, yFlip: boolean, rects: number[] | null): number;
+  /** gbm_bo_create_with_modifiers (modifiers given; if that is ENOSYS and LINEAR is listed, a linear buffer) or
+   *  gbm_bo_create(RENDERING | LINEAR); plane fds are the caller's. */
+  allocate(width: number, height: number, fourcc: number, modifiers: bigint[] | null): { modifier: bigint; planes: DmabufPlane[] };
+  /** Idempotent. */
+  destroyImage(image: number): void;
+  /** Destroys every image, the context and display, closes the node. Idempotent. */
+  close(): void;
+}
+
 export interface NativeAddon {
   constants: {
     F_SEAL_SEAL: number; F_SEAL_SHRINK: number; F_SEAL_GROW: number; F_SEAL_WRITE: number;
@@ -232,6 +279,10 @@ export interface NativeAddon {
   // egl.cc
   /** Loads libEGL.so.1 on first use; never throws for anything missing, reports it as data. Synchronous. */
   eglProbe(): EglProbeResult;
+  // gpu_blit.cc
+  /** Opens libEGL/libGLESv2/libgbm (dlopen, first use), a GLES2 context on the DRM node at devicePath (GBM platform,
+   *  else EGL device platform). Throws an Error "GpuBlitter on PATH: <reason>" when it cannot. */
+  GpuBlitter: new (devicePath: string) => NativeGpuBlitter;
   // wayland.cc
   wlDefineInterfaces(interfaces: InterfaceDescriptor[]): void;
   WlConnection: NativeWlConnectionConstructor;
