@@ -13,7 +13,8 @@
         "src/sync_file.cc",
         "src/drm.cc",
         "src/egl.cc",
-        "src/gpu_blit.cc"
+        "src/gpu_blit.cc",
+        "src/pixel_copy.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],

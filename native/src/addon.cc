@@ -11,6 +11,7 @@ void InitSyncFile(Napi::Env env, Napi::Object exports);
 void InitDrm(Napi::Env env, Napi::Object exports);
 void InitEgl(Napi::Env env, Napi::Object exports);
 void InitGpuBlit(Napi::Env env, Napi::Object exports);
+void InitPixelCopy(Napi::Env env, Napi::Object exports);
 }  // namespace wlscanout
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -23,6 +24,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   wlscanout::InitDrm(env, exports);
   wlscanout::InitEgl(env, exports);
   wlscanout::InitGpuBlit(env, exports);
+  wlscanout::InitPixelCopy(env, exports);
   return exports;
 }
 

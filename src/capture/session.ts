@@ -63,6 +63,7 @@ interface Held {
   users: number;
   superseded: boolean;
   committed: boolean;
+  released: boolean;
 }
 
 interface Pending {
@@ -159,7 +160,7 @@ export class CaptureSession extends EventEmitter<{ constraints: [BufferConstrain
       this.emit('constraints', this.current);
     }
     const previous = this.held;
-    const held: Held = { frame, ready: this.acquire(frame), users: 0, superseded: false, committed: false };
+    const held: Held = { frame, ready: this.acquire(frame), users: 0, superseded: false, committed: false, released: false };
     this.held = held;
     if (previous) {
       previous.superseded = true;
@@ -249,9 +250,8 @@ export class CaptureSession extends EventEmitter<{ constraints: [BufferConstrain
   }
 
   private releaseIfUnused(held: Held): void {
-    if (held.superseded && held.users === 0) {
-      held.superseded = false;
-      held.users = -1; // released
+    if (held.superseded && held.users === 0 && !held.released) {
+      held.released = true;
       void held.ready.then(() => held.frame.release());
     }
   }

@@ -283,6 +283,11 @@ export interface NativeAddon {
   /** Opens libEGL/libGLESv2/libgbm (dlopen, first use), a GLES2 context on the DRM node at devicePath (GBM platform,
    *  else EGL device platform). Throws an Error "GpuBlitter on PATH: <reason>" when it cannot. */
   GpuBlitter: new (devicePath: string) => NativeGpuBlitter;
+  // pixel_copy.cc
+  /** CPU blit of rects (x, y, w, h quads in source coordinates; null: all) between 32-bit RGB formats (or the
+   *  same format), optionally flipping rows; src/dst start at the first pixel. Returns bytes written. */
+  copyPixels(src: Uint8Array, srcStride: number, srcFourcc: number, dst: Uint8Array, dstStride: number, dstFourcc: number,
+    width: number, height: number, rects: Int32Array | null, yFlip: boolean): number;
   // wayland.cc
   wlDefineInterfaces(interfaces: InterfaceDescriptor[]): void;
   WlConnection: NativeWlConnectionConstructor;
