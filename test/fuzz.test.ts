@@ -1,6 +1,7 @@
 // Seeded, reproducible fuzzing of what comes from outside: blob resource descriptions (a VMM's), QEMU's calls on
-// our D-Bus listener, and command lines. Seed: $WLSCANOUT_FUZZ_SEED; cases: $WLSCANOUT_FUZZ_CASES (total, split
-// 80/15/5 over the sections); one case alone: $WLSCANOUT_FUZZ_ONLY=section:index. Failures name all three.
+// our D-Bus listener, buffers a capture consumer lends, and command lines. Seed: $WLSCANOUT_FUZZ_SEED; cases:
+// $WLSCANOUT_FUZZ_CASES (total, split 70/15/10/5 over the sections); one case alone:
+// $WLSCANOUT_FUZZ_ONLY=section:index. Failures name all three.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listOpenFds } from '../src/native/fds.js';
 import { ImportError, type ImportErrorCode } from '../src/import/errors.js';
@@ -8,12 +9,14 @@ import { BlobResource } from '../src/source/blob-resource.js';
 import { log } from '../src/log.js';
 import { FdPool, generateDescription, oracle } from './fuzz/blob-cases.js';
 import { runListenerFuzz } from './fuzz/dbus-cases.js';
+import { runCaptureFuzz } from './fuzz/capture-cases.js';
 import { runCliParserFuzz, runCliSpawnFuzz } from './fuzz/cli-cases.js';
 import { FUZZ_CASES, FUZZ_SEED, Rng, caseIndices, reproduce, show } from './fuzz/rng.js';
 
-const BLOB_CASES = Math.round(FUZZ_CASES * 0.8);
+const BLOB_CASES = Math.round(FUZZ_CASES * 0.7);
 const DBUS_CASES = Math.round(FUZZ_CASES * 0.15);
-const CLI_CASES = FUZZ_CASES - BLOB_CASES - DBUS_CASES;
+const CAPTURE_CASES = Math.round(FUZZ_CASES * 0.1);
+const CLI_CASES = FUZZ_CASES - BLOB_CASES - DBUS_CASES - CAPTURE_CASES;
 const CLI_SPAWNS = Math.max(3, Math.min(30, Math.round(FUZZ_CASES / 350)));
 
 const IMPORT_ERROR_CODES: readonly ImportErrorCode[] = [
@@ -92,6 +95,20 @@ describe(`fuzz (seed ${FUZZ_SEED}, ${FUZZ_CASES} cases)`, () => {
   it('D-Bus listener calls: every call answered in time, UpdateDMABUF always, no fd leaked', async () => {
     const stats = await runListenerFuzz(caseIndices('dbus', DBUS_CASES), DBUS_CASES);
     console.log(`fuzz dbus: ${stats.summary}`);
+  }, 60_000);
+
+  it('lent capture buffers: lent or a CaptureError naming the buffer; captures fill the guest frame or fail with a declared code, in time; no fd leaked', async () => {
+    const indices = caseIndices('capture', CAPTURE_CASES);
+    const { ran, summary, counts } = await runCaptureFuzz(indices);
+    console.log(`fuzz capture: ${summary}`);
+    if (indices.length === CAPTURE_CASES) expect(ran).toBe(CAPTURE_CASES);
+    if (indices.length === CAPTURE_CASES && CAPTURE_CASES >= 500) {
+      // the generator must reach real copies (whole and damage only, mapped and by pwrite), truncation and races
+      const filled = (what: string): number => [...counts].filter(([k]) => k.startsWith('capture filled') && k.includes(what)).reduce((s, [, v]) => s + v, 0);
+      expect(filled('')).toBeGreaterThan(CAPTURE_CASES / 4);
+      for (const what of ['shm-mapped', 'shm-pwrite', 'damage', 'flipped']) expect(filled(what), what).toBeGreaterThan(0);
+      for (const code of ['truncated', 'taken-back', 'buffer-constraints']) expect(counts.get(`capture ${code}`) ?? 0, code).toBeGreaterThan(0);
+    }
   }, 60_000);
 
   it('command lines: values in range or a UsageError naming the option; the command exits 0, 1 or 2 with one line', async () => {

@@ -1,5 +1,6 @@
 // A buffer a consumer lends for captures, imported once: a wl_shm-style memfd range, or a dmabuf. The buffer's
 // fds are dups owned here until the consumer takes the buffer back.
+import { readFileSync } from 'node:fs';
 import { dup, close, fstat, mmap, munmap, pwrite, getSeals, constants } from '../native/fds.js';
 import { dmabufBeginCpuAccess, dmabufEndCpuAccess } from '../native/dmabuf.js';
 import { copyPixels } from '../native/pixel-copy.js';
@@ -50,6 +51,23 @@ export interface GpuTarget {
 
 let nextId = 1;
 
+const O_ACCMODE = 0o3;
+const O_RDONLY = 0o0;
+const O_WRONLY = 0o1;
+const O_APPEND = 0o2000;
+const O_PATH = 0o10000000;
+
+/** The fd's open flags (O_ACCMODE, O_APPEND, O_PATH, …) from /proc/self/fdinfo (0o2, read-write, when unknown). */
+function openFlags(fd: number): number {
+  try {
+    const m = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+    if (m) return parseInt(m[1], 8);
+  } catch {
+    // no /proc: the first write will tell
+  }
+  return 0o2;
+}
+
 export class LentBuffer {
   readonly id = nextId++;
   readonly width: number;
@@ -68,6 +86,11 @@ export class LentBuffer {
 
   /** Validates and imports `desc`; throws CaptureError. `gpuImport` is tried for dmabufs when given. */
   constructor(desc: LentBufferDescription, gpuImport?: (desc: LentDmabuf) => GpuTarget) {
+    // Checked as values, not only as types: a JavaScript caller can pass anything.
+    const kind: unknown = desc.kind;
+    if (kind !== 'shm' && kind !== 'dmabuf') {
+      throw new CaptureError('unsupported-format', `lent buffer: kind ${String(kind)} is neither 'shm' (a memfd range) nor 'dmabuf'`);
+    }
     const what = `lent ${desc.kind} buffer`;
     if (!Number.isInteger(desc.width) || !Number.isInteger(desc.height) || desc.width < 1 || desc.height < 1 ||
       desc.width > MAX_DIMENSION || desc.height > MAX_DIMENSION) {
@@ -75,16 +98,26 @@ export class LentBuffer {
     }
     const format = formatByFourcc(desc.fourcc);
     if (!format || format.bytesPerPixel !== 4) {
-      throw new CaptureError('unsupported-format', `${what}: format ${fourccToString(desc.fourcc)} is not one captures ` +
+      const name = typeof desc.fourcc === 'number' ? fourccToString(desc.fourcc) : String(desc.fourcc);
+      throw new CaptureError('unsupported-format', `${what}: format ${name} is not one captures ` +
         'produce (XRGB8888, ARGB8888, XBGR8888, ABGR8888)');
     }
-    const plane = desc.kind === 'shm' ? desc : desc.planes[0];
-    if (desc.kind === 'dmabuf' && desc.planes.length !== 1) {
-      throw new CaptureError('unsupported-format', `${what}: ${desc.planes.length} planes given, ${format.name} has 1`);
+    if (desc.kind === 'dmabuf') {
+      const planes: unknown[] = Array.isArray(desc.planes) ? desc.planes : [];
+      if (planes.length !== 1) throw new CaptureError('unsupported-format', `${what}: ${planes.length} planes given, ${format.name} has 1`);
+      if (typeof planes[0] !== 'object' || planes[0] === null) {
+        throw new CaptureError('unsupported-format', `${what}: plane 0 is ${String(planes[0])}, not { fd, offset, stride }`);
+      }
+      const modifier: unknown = desc.modifier;
+      if (typeof modifier !== 'bigint' || modifier < 0n || modifier >= 1n << 64n) {
+        throw new CaptureError('unsupported-modifier', `${what}: modifier ${String(modifier)} is not a 64-bit DRM format modifier`);
+      }
     }
+    const plane = desc.kind === 'shm' ? desc : desc.planes[0];
     const rowBytes = desc.width * 4;
     if (!Number.isInteger(plane.stride) || plane.stride < rowBytes || plane.stride > 0x7fffffff) {
-      throw new CaptureError('bad-stride', `${what}: stride ${plane.stride} is less than ${desc.width} × 4 = ${rowBytes} bytes of ${format.name}`);
+      throw new CaptureError('bad-stride', `${what}: stride ${plane.stride} ` + (plane.stride < rowBytes
+        ? `is less than ${desc.width} × 4 = ${rowBytes} bytes of ${format.name}` : `is not an integer from ${rowBytes} up to 2^31 - 1`));
     }
     if (!Number.isInteger(plane.offset) || plane.offset < 0) {
       throw new CaptureError('bad-size', `${what}: offset ${plane.offset} is not a non-negative integer`);
@@ -119,6 +152,10 @@ export class LentBuffer {
       throw new CaptureError('too-small', `${what}: ${this.width}x${this.height} at stride ${this.stride} from offset ` +
         `${this.offset} needs ${this.offset + this.byteLength} bytes, the file has ${st.size}`);
     }
+    // How it was opened: an fd that cannot be written is refused now, not at every capture.
+    const flags = openFlags(this.fd);
+    if (flags & O_PATH) throw new CaptureError('bad-fd', `${what}: the fd is an O_PATH fd, which cannot be written`);
+    if ((flags & O_ACCMODE) === O_RDONLY) throw new CaptureError('read-only', `${what}: the fd was not opened for writing (O_RDONLY)`);
     let seals = 0;
     try {
       seals = getSeals(this.fd);
@@ -128,7 +165,14 @@ export class LentBuffer {
     if (seals & (constants.F_SEAL_WRITE | constants.F_SEAL_FUTURE_WRITE)) {
       throw new CaptureError('read-only', `${what}: the memfd is sealed against writes`);
     }
-    if (!(seals & constants.F_SEAL_SHRINK)) return 'shm-pwrite';
+    // A write-only fd cannot be mapped shared and writable (that needs O_RDWR): pwrite it, like an unsealed one.
+    if (!(seals & constants.F_SEAL_SHRINK) || (flags & O_ACCMODE) === O_WRONLY) {
+      if (flags & O_APPEND) {
+        throw new CaptureError('bad-fd', `${what}: the fd was opened with O_APPEND, so pwrite would write at the end ` +
+          `of the file, not at offset ${this.offset}`);
+      }
+      return 'shm-pwrite';
+    }
     try {
       this.map = mmap(this.fd, this.offset, this.byteLength, true);
     } catch (e) {
