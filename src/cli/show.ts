@@ -1,65 +1,146 @@
 import { parseArgs } from 'node:util';
-import { Presenter } from '../present/presenter.js';
-import { QemuDisplay } from '../source/qemu/display.js';
-import { QemuSource } from '../source/qemu/qemu-source.js';
+import { QemuVm, type QemuDisplay } from '../source/qemu/display.js';
 import { log } from '../log.js';
 import { parseCount, UsageError } from './args.js';
+import { ShowHead } from './show-head.js';
 
 export const showHelp = `wlscanout show --qmp SOCKET [options]
-  Shows a running QEMU's display in a window. QEMU must run with -display dbus,p2p=yes and a QMP socket
-  (-qmp unix:SOCKET,server=on,wait=off). With gl=on and a render node, QEMU's dmabuf scan-outs (e.g.
-  virtio-gpu blob resources, udmabufs) go to the compositor as linux-dmabuf buffers without a copy; with
-  gl=off the pixels QEMU sends are copied once into a shared-memory surface. Runs until QEMU exits, the
-  window is closed or Ctrl-C.
+  Shows a running QEMU's display in a window per graphic console (each titled with the VM's name and
+  the console's label), and forwards the window's keyboard and pointer to the guest. QEMU must run with
+  -display dbus,p2p=yes and a QMP socket (-qmp unix:SOCKET,server=on,wait=off). With gl=on and a render
+  node, QEMU's dmabuf scan-outs (e.g. virtio-gpu blob resources, udmabufs) go to the compositor as
+  linux-dmabuf buffers without a copy; with gl=off the pixels QEMU sends are copied once into a
+  shared-memory surface. The guest's cursor is the pointer's image over the window; F11 toggles
+  fullscreen (it is not forwarded). Runs until QEMU exits, a window is closed or Ctrl-C.
 
       --qmp SOCKET       QEMU's QMP unix socket (required)
-      --console N        QEMU console to show (default: 0)
-      --fullscreen       ask for a fullscreen window
+      --console N        show only this console (default: every graphic console)
+      --wait             when QEMU goes away, keep the windows (titled "disconnected") and attach
+                         again when QEMU serves the socket anew, instead of exiting
+      --fullscreen       ask for fullscreen windows
       --no-dmabuf        show dmabuf scan-outs through wl_shm where possible (for comparison)
       --display NAME     Wayland display name or socket path (default: $WAYLAND_DISPLAY)
+
+  exit status: 0 a window was closed, or Ctrl-C; 1 an error (the compositor went away, QEMU refused);
+  2 bad command line; 3 QEMU exited or closed the display (without --wait)
 
   Example: qemu-system-x86_64 -m 1G -device virtio-gpu-pci,blob=true \\
              -object memory-backend-memfd,id=mem,size=1G,share=on -machine memory-backend=mem \\
              -display dbus,p2p=yes,gl=on,rendernode=/dev/dri/renderD128 -qmp unix:/tmp/vm.qmp,server=on,wait=off ...
            wlscanout show --qmp /tmp/vm.qmp`;
 
+/** Exit status when QEMU went away. */
+export const EXIT_QEMU_GONE = 3;
+
+interface Attached {
+  vm: QemuVm;
+  consoles: QemuDisplay[];
+}
+
+async function attach(qmpPath: string, only: number | null): Promise<Attached> {
+  const vm = await QemuVm.attach({ qmpPath });
+  try {
+    const ids = only !== null ? [only] : await vm.graphicConsoles();
+    if (ids.length === 0) throw new Error('QEMU has no graphic console');
+    const consoles: QemuDisplay[] = [];
+    for (const id of ids) consoles.push(await vm.openConsole(id));
+    return { vm, consoles };
+  } catch (e) {
+    vm.close();
+    throw e;
+  }
+}
+
+function titleOf(display: QemuDisplay): string {
+  return `wlscanout: ${display.vm.name || 'QEMU'} — ${display.console.label || `console ${display.console.id}`}`;
+}
+
 export async function showCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv, strict: true, allowPositionals: false,
     options: {
-      qmp: { type: 'string' }, console: { type: 'string' }, fullscreen: { type: 'boolean' },
+      qmp: { type: 'string' }, console: { type: 'string' }, fullscreen: { type: 'boolean' }, wait: { type: 'boolean' },
       'no-dmabuf': { type: 'boolean' }, display: { type: 'string' },
     },
   });
   if (!values.qmp) throw new UsageError('show needs --qmp SOCKET (QEMU\'s QMP unix socket)');
-  const consoleId = parseCount('--console', values.console, 0, 0, 255);
-  const presenter = await Presenter.open({
-    display: values.display, title: 'wlscanout: QEMU', appId: 'wlscanout', fullscreen: values.fullscreen,
-    dmabuf: !values['no-dmabuf'],
-  });
-  let display: QemuDisplay | null = null;
-  let source: QemuSource | null = null;
+  const qmpPath = values.qmp;
+  const only = values.console === undefined ? null : parseCount('--console', values.console, 0, 0, 255);
+  let attached = await attach(qmpPath, only);
+  const heads: ShowHead[] = [];
+  const headOptions = { display: values.display, fullscreen: values.fullscreen, dmabuf: !values['no-dmabuf'] };
   try {
-    display = await QemuDisplay.attach({ qmpPath: values.qmp, console: consoleId });
-    source = new QemuSource(display, presenter); // at once: events held by attach() are delivered next
-    const d = display;
-    presenter.window.setTitle(`wlscanout: ${d.vm.name || 'QEMU'} (${d.console.label})`);
-    log.info({ vm: d.vm.name, console: d.console }, 'attached to QEMU');
-    const outcome = await new Promise<{ code: number; why: string }>((resolve) => {
-      d.once('close', (reason) => resolve({ code: 0, why: `QEMU closed the display${reason ? `: ${reason.message}` : ''}` }));
-      presenter.once('close', () => resolve({ code: 0, why: 'window closed' }));
-      presenter.once('error', (e) => resolve({ code: 1, why: e.message }));
-      process.once('SIGINT', () => resolve({ code: 0, why: 'interrupted' }));
-      process.once('SIGTERM', () => resolve({ code: 0, why: 'terminated' }));
-    });
-    const s = source.stats;
-    process.stderr.write(`${outcome.why}; ${s.dmabufScanouts} dmabuf scan-outs, ${s.dmabufUpdates} dmabuf updates, ` +
-      `${s.scanouts} scan-outs, ${s.updates} updates (${s.bytesCopied} bytes copied), ${presenter.stats.framesCommitted} frames shown` +
-      `${presenter.dmabufBuffers ? `, ${presenter.dmabufBuffers.stats.imports} dmabuf imports` : ''}\n`);
-    return outcome.code;
+    // Windows first, then the sources: a console's events are held until the code after openConsole() runs,
+    // so connect each head in the same turn as its window opens.
+    for (const display of attached.consoles) {
+      const head = await ShowHead.open(titleOf(display), headOptions);
+      heads.push(head);
+      head.connect(display, titleOf(display));
+      log.info({ vm: display.vm.name, console: display.console }, 'showing QEMU console');
+    }
+    for (;;) {
+      const outcome = await nextOutcome(heads, attached.vm);
+      const summary = `${outcome.why}; ${heads.map((h) => h.stats).join('; ')}`;
+      if (outcome.code !== EXIT_QEMU_GONE || !values.wait) {
+        process.stderr.write(`${summary}\n`);
+        return outcome.code;
+      }
+      process.stderr.write(`${summary}; waiting for QEMU to come back (--wait)\n`);
+      for (const head of heads) head.disconnect('disconnected, waiting for QEMU');
+      const stop = new AbortController();
+      const again = await Promise.race([reattach(qmpPath, only, stop.signal), nextOutcome(heads, null)]);
+      stop.abort();
+      if ('code' in again) {
+        process.stderr.write(`${again.why}\n`);
+        return again.code;
+      }
+      attached = again;
+      attached.consoles.forEach((display, i) => heads[i]?.connect(display, titleOf(display)));
+      log.info({ consoles: attached.consoles.length }, 'show: attached to QEMU again');
+    }
   } finally {
-    source?.close();
-    display?.close();
-    presenter.close();
+    for (const head of heads) head.close();
+    for (const display of attached.consoles) display.close();
+    attached.vm.close();
   }
+}
+
+/** Resolves with what ends this stretch of showing: QEMU going away (when `vm` is given), a window closed or
+ *  failing, or a signal. Its listeners are removed once it resolves. */
+function nextOutcome(heads: ShowHead[], vm: QemuVm | null): Promise<{ code: number; why: string }> {
+  return new Promise((resolve) => {
+    const offs: (() => void)[] = [];
+    const on = <T extends unknown[]>(target: { once(e: string, f: (...a: T) => void): unknown; off(e: string, f: (...a: T) => void): unknown },
+      event: string, f: (...a: T) => { code: number; why: string }): void => {
+      const listener = (...a: T): void => {
+        offs.forEach((off) => off());
+        resolve(f(...a));
+      };
+      target.once(event, listener);
+      offs.push(() => target.off(event, listener));
+    };
+    if (vm) on(vm, 'close', (reason: Error | null) => ({ code: EXIT_QEMU_GONE, why: `QEMU closed the display${reason ? `: ${reason.message}` : ''}` }));
+    for (const head of heads) {
+      on(head.presenter, 'close', () => ({ code: 0, why: 'window closed' }));
+      on(head.presenter, 'error', (e: Error) => ({ code: 1, why: e.message }));
+    }
+    on(process, 'SIGINT', () => ({ code: 0, why: 'interrupted' }));
+    on(process, 'SIGTERM', () => ({ code: 0, why: 'terminated' }));
+  });
+}
+
+/** Attaches again once QEMU serves its QMP socket (tried every second); never resolves once `signal` aborts. */
+async function reattach(qmpPath: string, only: number | null, signal: AbortSignal): Promise<Attached> {
+  while (!signal.aborted) {
+    await new Promise((r) => setTimeout(r, 1000));
+    if (signal.aborted) break;
+    try {
+      const attached = await attach(qmpPath, only);
+      if (!signal.aborted) return attached;
+      attached.vm.close();
+    } catch (e) {
+      log.debug({ err: (e as Error).message }, 'show: QEMU not back yet');
+    }
+  }
+  return new Promise(() => {});
 }

@@ -14,7 +14,7 @@ import { SurfaceSync } from './explicit-sync.js';
 import { probeExplicitSync, probeDmabuf, type ExplicitSyncProbe } from './explicit-sync-probe.js';
 import { udmabufAvailable } from '../native/drm.js';
 import { requestFeedback, type PresentedFrame } from './feedback.js';
-import { installShortcuts } from './shortcuts.js';
+import { WindowInput } from './window-input.js';
 import { importMemfdFrame, type ShmImport } from '../import/shm.js';
 import { ImportError } from '../import/errors.js';
 import { isBlobFrame, type BlobFrame, type MemfdFrame, type ScanoutFrame } from '../source/frame.js';
@@ -95,7 +95,8 @@ export class Presenter extends EventEmitter<PresenterEvents> {
   private waitingForFrameCallback = false;
   private closed = false;
   private readonly unsealedWarned = new Set<string>();
-  private readonly removeShortcuts: () => void;
+  /** Keyboard and pointer on the window, for a source to forward to its guest (F11 toggles fullscreen). */
+  readonly input: WindowInput;
 
   private constructor(readonly connection: Connection, readonly globals: Globals, readonly window: Window,
     private readonly options: PresenterOptions, readonly explicitSync: ExplicitSyncProbe) {
@@ -114,7 +115,7 @@ export class Presenter extends EventEmitter<PresenterEvents> {
     connection.on('error', (e) => this.fail(e));
     window.on('configured', () => this.onConfigured());
     window.on('close', () => this.emit('close'));
-    this.removeShortcuts = installShortcuts(globals, window);
+    this.input = new WindowInput(globals, window);
   }
 
   static async open(options: PresenterOptions): Promise<Presenter> {
@@ -274,7 +275,7 @@ export class Presenter extends EventEmitter<PresenterEvents> {
     this.dmabufBuffers?.destroy();
     if (alive) {
       this.surfaceSync?.destroy();
-      this.removeShortcuts();
+      this.input.destroy();
       this.window.destroy();
     }
     this.connection.close();

@@ -36,6 +36,8 @@ export class Window extends EventEmitter<{ configured: []; close: [] }> {
   preferredScale120 = 120;
   private readonly entered = new Set<number>();
   private readonly scaling: 'fit' | 'stretch';
+  /** The buffer size and surface-local size of the content last applied. */
+  private shown: { buffer: Size; dest: Size } | null = null;
 
   constructor(private readonly globals: Globals, options: WindowOptions) {
     super();
@@ -96,9 +98,21 @@ export class Window extends EventEmitter<{ configured: []; close: [] }> {
     return this.scaling === 'stretch' ? c : fitAspect(buffer, c);
   }
 
+  /** Maps a surface-local point to buffer pixels of the content last shown (clamped); null before any. */
+  toBuffer(x: number, y: number): { x: number; y: number } | null {
+    const shown = this.shown;
+    if (!shown) return null;
+    const clamp = (v: number, max: number): number => Math.min(max - 1, Math.max(0, Math.floor(v)));
+    return {
+      x: clamp((x * shown.buffer.width) / shown.dest.width, shown.buffer.width),
+      y: clamp((y * shown.buffer.height) / shown.dest.height, shown.buffer.height),
+    };
+  }
+
   /** Sets viewport destination and window geometry for `buffer`; takes effect at the next commit. */
   applySize(buffer: Size): Size {
     const dest = this.destinationFor(buffer);
+    this.shown = { buffer: { ...buffer }, dest };
     if (this.viewport) this.viewport.setDestination(dest.width, dest.height);
     this.xdgSurface.setWindowGeometry(0, 0, dest.width, dest.height);
     return dest;

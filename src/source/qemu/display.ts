@@ -45,6 +45,8 @@ export interface ConsoleInfo {
 export type QemuDisplayEvents = ListenerEvents & {
   /** reason: null after close(); otherwise why (e.g. QEMU exited). */
   close: [reason: Error | null];
+  /** The guest's mouse became absolute (a tablet) or relative (Mouse.IsAbsolute changed). */
+  'mouse-mode': [absolute: boolean];
 };
 
 /** Mouse buttons as the D-Bus interface numbers them. */
@@ -52,6 +54,122 @@ export const MouseButton = { left: 0, middle: 1, right: 2, wheelUp: 3, wheelDown
 
 let attachCount = 0;
 
+/**
+ * One QEMU's D-Bus display: the QMP connection (kept, as .qmp) and the display connection (QEMU's objects).
+ * Consoles are opened on it, each with its own listener connection; several QemuVms may live in one process.
+ */
+export class QemuVm extends EventEmitter<{ close: [reason: Error | null] }> {
+  private closedReason: Error | null | undefined = undefined;
+
+  private constructor(readonly qmp: QmpClient, readonly dbus: DBusConnection, readonly vm: VmInfo,
+    readonly timeoutMs: number) {
+    super();
+    qmp.on('close', (reason) => this.end(reason ?? new Error('the QMP connection was closed')));
+    dbus.on('close', (reason) => this.end(reason ?? new Error('the D-Bus display connection was closed')));
+  }
+
+  /** Connects to QEMU's QMP socket and opens the p2p D-Bus display (QMP getfd + add_client). */
+  static async attach(options: Omit<QemuDisplayOptions, 'console'>): Promise<QemuVm> {
+    const timeoutMs = options.timeoutMs ?? 5000;
+    const qmp = await QmpClient.connect(options.qmpPath, { timeoutMs });
+    let dbus: DBusConnection | null = null;
+    try {
+      const [ours, theirs] = socketpair();
+      const fdname = `wlscanout-dbus-${process.pid}-${++attachCount}`;
+      try {
+        await qmp.getfd(fdname, theirs);
+      } catch (e) {
+        closeFd(ours);
+        throw e;
+      } finally {
+        closeFd(theirs);
+      }
+      dbus = new DBusConnection(ours, { name: 'qemu display', callTimeoutMs: timeoutMs, authTimeoutMs: timeoutMs });
+      await qmp.execute('add_client', { protocol: '@dbus-display', fdname });
+      await dbus.ready;
+      const vmProps = await dbus.getAllProperties(`${ROOT}/VM`, `${IFACE}.VM`);
+      const vm: VmInfo = {
+        name: String(vmProps.get('Name') ?? ''), uuid: String(vmProps.get('UUID') ?? ''),
+        consoleIds: (vmProps.get('ConsoleIDs') as number[] | undefined) ?? [],
+      };
+      return new QemuVm(qmp, dbus, vm, timeoutMs);
+    } catch (e) {
+      dbus?.close();
+      qmp.close();
+      throw e;
+    }
+  }
+
+  get closed(): boolean {
+    return this.closedReason !== undefined;
+  }
+
+  get closeReason(): Error | null | undefined {
+    return this.closedReason;
+  }
+
+  /** A console's properties (Label, Head, Type, size, device). */
+  async consoleInfo(id: number): Promise<ConsoleInfo> {
+    if (!this.vm.consoleIds.includes(id)) {
+      throw new Error(`QEMU has no console ${id} (it has: ${this.vm.consoleIds.join(', ') || 'none'})`);
+    }
+    const props = await this.dbus.getAllProperties(`${ROOT}/Console_${id}`, `${IFACE}.Console`);
+    return {
+      id, label: String(props.get('Label') ?? ''), head: Number(props.get('Head') ?? 0),
+      type: String(props.get('Type') ?? ''), width: Number(props.get('Width') ?? 0), height: Number(props.get('Height') ?? 0),
+      deviceAddress: String(props.get('DeviceAddress') ?? ''),
+    };
+  }
+
+  /** The ids of the graphic consoles (Type "Graphic"), in QEMU's order. */
+  async graphicConsoles(): Promise<number[]> {
+    const ids: number[] = [];
+    for (const id of this.vm.consoleIds) if ((await this.consoleInfo(id)).type === 'Graphic') ids.push(id);
+    return ids;
+  }
+
+  /**
+   * Registers a listener on console `id`. Events start once the code after `await openConsole()` has run:
+   * subscribe there, before awaiting anything else.
+   */
+  async openConsole(id: number): Promise<QemuDisplay> {
+    const console = await this.consoleInfo(id);
+    const consolePath = `${ROOT}/Console_${id}`;
+    // QEMU authenticates the listener connection and calls Properties.GetAll on it synchronously, its main
+    // loop blocked, around its RegisterListener reply: our end must already be handshaking and serving.
+    const [mine, qemus] = socketpair();
+    const listener = new DBusConnection(mine, { name: `qemu listener ${id}`, callTimeoutMs: this.timeoutMs, authTimeoutMs: this.timeoutMs });
+    const display = new QemuDisplay(this, listener, console);
+    try {
+      const registered = this.dbus.call({ path: consolePath, interface: `${IFACE}.Console`, member: 'RegisterListener', signature: 'h', body: [qemus] });
+      closeFd(qemus); // sent, or copied into the send queue
+      await Promise.all([registered, listener.ready]);
+      if (display.closed) throw display.closeReason ?? new Error('the display closed while attaching');
+    } catch (e) {
+      display.close();
+      throw e;
+    }
+    log.debug({ vm: this.vm, console }, 'attached to the QEMU console');
+    // QEMU's first Scanout may already be here: events flow once the caller's `await openConsole()` has resumed.
+    setImmediate(() => display.resume());
+    return display;
+  }
+
+  close(): void {
+    this.end(null);
+  }
+
+  private end(reason: Error | null): void {
+    if (this.closedReason !== undefined) return;
+    this.closedReason = reason;
+    this.dbus.close();
+    this.qmp.close();
+    log.debug({ err: reason?.message }, 'QEMU display connection closed');
+    this.emit('close', reason);
+  }
+}
+
+/** One console of a QemuVm: its listener (scan-out events) and its keyboard and mouse. */
 export class QemuDisplay extends EventEmitter<QemuDisplayEvents> {
   readonly keyboard = {
     /** qnum: QEMU key number (PC XT scan code; extended keys 0x80 | code). */
@@ -67,92 +185,68 @@ export class QemuDisplay extends EventEmitter<QemuDisplayEvents> {
     relMotion: (dx: number, dy: number): Promise<void> => this.input('Mouse', 'RelMotion', 'ii', [dx, dy]),
     isAbsolute: async (): Promise<boolean> => (await this.dbus.getProperty(this.consolePath, `${IFACE}.Mouse`, 'IsAbsolute')) as boolean,
   };
+  readonly vm: VmInfo;
   private readonly displayListener: DisplayListener;
   private closedReason: Error | null | undefined = undefined;
+  /** Set by attach(): closing this display closes the VM connection too. */
+  private ownsConnection = false;
+  private readonly onConnectionClose = (reason: Error | null): void => this.end(reason ?? new Error('the QEMU display connection was closed'));
+  private readonly onSignal = (message: { path?: string; member?: string; body: unknown }): void => {
+    if (message.path !== this.consolePath || message.member !== 'PropertiesChanged') return;
+    const [iface, changed] = message.body as [string, Map<string, Variant>];
+    const absolute = changed.get('IsAbsolute')?.value;
+    if (iface === `${IFACE}.Mouse` && typeof absolute === 'boolean') this.emit('mouse-mode', absolute);
+    if (iface !== `${IFACE}.Console`) return;
+    for (const [name, key] of [['Width', 'width'], ['Height', 'height']] as const) {
+      const value = changed.get(name)?.value;
+      if (typeof value === 'number') this.console[key] = value;
+    }
+  };
 
-  private constructor(readonly qmp: QmpClient, readonly dbus: DBusConnection, readonly listener: DBusConnection,
-    readonly vm: VmInfo, readonly console: ConsoleInfo) {
+  constructor(readonly connection: QemuVm, readonly listener: DBusConnection, readonly console: ConsoleInfo) {
     super();
+    this.vm = connection.vm;
     this.displayListener = new DisplayListener(listener, this, () => this.readConsoleSize(), true);
-    qmp.on('close', (reason) => this.end(reason ?? new Error('the QMP connection was closed')));
-    dbus.on('close', (reason) => this.end(reason ?? new Error('the D-Bus display connection was closed')));
+    connection.on('close', this.onConnectionClose);
     listener.on('close', (reason) => this.end(reason ?? new Error('the D-Bus listener connection was closed')));
-    dbus.on('signal', (message) => {
-      if (message.path !== this.consolePath || message.member !== 'PropertiesChanged') return;
-      const [iface, changed] = message.body as [string, Map<string, Variant>];
-      if (iface !== `${IFACE}.Console`) return;
-      for (const [name, key] of [['Width', 'width'], ['Height', 'height']] as const) {
-        const value = changed.get(name)?.value;
-        if (typeof value === 'number') this.console[key] = value;
-      }
-    });
+    this.dbus.on('signal', this.onSignal);
   }
 
   /**
-   * Connects to QEMU's QMP socket, opens the p2p D-Bus display and registers as the console's listener.
-   * Events start once the code after `await QemuDisplay.attach()` has run: subscribe there, before awaiting anything else.
+   * Attaches to QEMU (QemuVm.attach) and opens one console (default 0); closing the display closes the
+   * connection. Events start once the code after `await QemuDisplay.attach()` has run.
    */
   static async attach(options: QemuDisplayOptions): Promise<QemuDisplay> {
-    const timeoutMs = options.timeoutMs ?? 5000;
-    const consoleId = options.console ?? 0;
-    const qmp = await QmpClient.connect(options.qmpPath, { timeoutMs });
-    const dbusOptions = { callTimeoutMs: timeoutMs, authTimeoutMs: timeoutMs };
-    let dbus: DBusConnection | null = null;
-    let listener: DBusConnection | null = null;
+    const vm = await QemuVm.attach(options);
     try {
-      const [ours, theirs] = socketpair();
-      const fdname = `wlscanout-dbus-${process.pid}-${++attachCount}`;
-      try {
-        await qmp.getfd(fdname, theirs);
-      } catch (e) {
-        closeFd(ours);
-        throw e;
-      } finally {
-        closeFd(theirs);
-      }
-      dbus = new DBusConnection(ours, { name: 'qemu display', ...dbusOptions });
-      await qmp.execute('add_client', { protocol: '@dbus-display', fdname });
-      await dbus.ready;
-
-      const vmProps = await dbus.getAllProperties(`${ROOT}/VM`, `${IFACE}.VM`);
-      const vm: VmInfo = {
-        name: String(vmProps.get('Name') ?? ''), uuid: String(vmProps.get('UUID') ?? ''),
-        consoleIds: (vmProps.get('ConsoleIDs') as number[] | undefined) ?? [],
-      };
-      if (!vm.consoleIds.includes(consoleId)) {
-        throw new Error(`QEMU has no console ${consoleId} (it has: ${vm.consoleIds.join(', ') || 'none'})`);
-      }
-      const consolePath = `${ROOT}/Console_${consoleId}`;
-      const props = await dbus.getAllProperties(consolePath, `${IFACE}.Console`);
-      const console: ConsoleInfo = {
-        id: consoleId, label: String(props.get('Label') ?? ''), head: Number(props.get('Head') ?? 0),
-        type: String(props.get('Type') ?? ''), width: Number(props.get('Width') ?? 0), height: Number(props.get('Height') ?? 0),
-        deviceAddress: String(props.get('DeviceAddress') ?? ''),
-      };
-
-      // QEMU authenticates the listener connection and calls Properties.GetAll on it synchronously, its main
-      // loop blocked, around its RegisterListener reply: our end must already be handshaking and serving.
-      const [mine, qemus] = socketpair();
-      listener = new DBusConnection(mine, { name: 'qemu listener', ...dbusOptions });
-      const display = new QemuDisplay(qmp, dbus, listener, vm, console);
-      const registered = dbus.call({ path: consolePath, interface: `${IFACE}.Console`, member: 'RegisterListener', signature: 'h', body: [qemus] });
-      closeFd(qemus); // sent, or copied into the send queue
-      await Promise.all([registered, listener.ready]);
-      if (display.closed) throw display.closedReason ?? new Error('the display closed while attaching');
-      log.debug({ vm, console }, 'attached to the QEMU display');
-      // QEMU's first Scanout may already be here: events flow once the caller's `await attach()` has resumed.
-      setImmediate(() => display.displayListener.resume());
+      const display = await vm.openConsole(options.console ?? 0);
+      display.ownsConnection = true;
       return display;
     } catch (e) {
-      listener?.close();
-      dbus?.close();
-      qmp.close();
+      vm.close();
       throw e;
     }
   }
 
+  get qmp(): QmpClient {
+    return this.connection.qmp;
+  }
+
+  get dbus(): DBusConnection {
+    return this.connection.dbus;
+  }
+
+  /** Starts delivering the listener's events (held from registration on). */
+  resume(): void {
+    this.displayListener.resume();
+  }
+
   get closed(): boolean {
     return this.closedReason !== undefined;
+  }
+
+  get closeReason(): Error | null | undefined {
+    return this.closedReason;
   }
 
   /** The surface Updates paint: from the last Scanout or resize event. */
@@ -184,9 +278,10 @@ export class QemuDisplay extends EventEmitter<QemuDisplayEvents> {
     this.closedReason = reason;
     this.displayListener.close();
     this.listener.close();
-    this.dbus.close();
-    this.qmp.close();
-    log.debug({ err: reason?.message }, 'QEMU display closed');
+    this.connection.off('close', this.onConnectionClose);
+    this.dbus.off('signal', this.onSignal);
+    if (this.ownsConnection) this.connection.close();
+    log.debug({ console: this.console.id, err: reason?.message }, 'QEMU console closed');
     this.emit('close', reason);
   }
 }
