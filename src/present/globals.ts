@@ -3,7 +3,8 @@ import type { Connection } from '../wayland/connection.js';
 import {
   WlCompositor, WlShm, WlOutput, WlSeat, XdgWmBase, WpViewporter, WpPresentation, ZxdgDecorationManagerV1,
   WpFractionalScaleManagerV1, ZwlrScreencopyManagerV1, WestonScreenshooter, WlShmFormat, ZwpLinuxDmabufV1,
-  ZwpLinuxExplicitSynchronizationV1,
+  ZwpLinuxExplicitSynchronizationV1, ZwpPointerConstraintsV1, ZwpRelativePointerManagerV1,
+  ZwpKeyboardShortcutsInhibitManagerV1,
 } from '../wayland/protocols/index.js';
 import { DmabufFormats } from './dmabuf-formats.js';
 import type { Proxy, ProxyClass } from '../wayland/proxy.js';
@@ -34,6 +35,9 @@ export interface Globals {
   /** Formats and modifiers the compositor takes as dmabufs (empty without linux-dmabuf). */
   dmabufFormats: DmabufFormats;
   explicitSync: ZwpLinuxExplicitSynchronizationV1 | null;
+  pointerConstraints: ZwpPointerConstraintsV1 | null;
+  relativePointerManager: ZwpRelativePointerManagerV1 | null;
+  shortcutsInhibitManager: ZwpKeyboardShortcutsInhibitManagerV1 | null;
   outputs: Map<number, { output: WlOutput; name: number; scale: number; width: number; height: number }>;
   /** Seats with their latest wl_seat.capabilities. */
   seats: { seat: WlSeat; capabilities: number }[];
@@ -75,6 +79,9 @@ export async function bindGlobals(connection: Connection): Promise<Globals> {
     linuxDmabuf: null,
     dmabufFormats: new DmabufFormats(),
     explicitSync: bind(ZwpLinuxExplicitSynchronizationV1),
+    pointerConstraints: bind(ZwpPointerConstraintsV1),
+    relativePointerManager: bind(ZwpRelativePointerManagerV1),
+    shortcutsInhibitManager: bind(ZwpKeyboardShortcutsInhibitManagerV1),
     outputs: new Map(),
     seats: [],
   };

@@ -1,15 +1,23 @@
-// Input on the window, from every seat: keys (evdev codes), pointer position in guest pixels, buttons and wheel,
-// for a source to forward to its guest; F11 (fullscreen) stays with the window. Also the pointer's cursor image
+// Input on the window, from every seat: keys (evdev codes), pointer position in guest pixels (or, in relative
+// mode, locked-pointer motion), buttons and wheel, for a source to forward to its guest. The compositor's own
+// shortcuts are inhibited while the window has focus (keyboard-shortcuts-inhibit), so they reach the guest; F11
+// (fullscreen) and Ctrl+Alt+G (release the locked pointer) stay with the window. Also the pointer's cursor image
 // (a guest-defined cursor, or none).
 import { EventEmitter } from 'node:events';
 import type { Globals } from './globals.js';
 import type { Window } from './window.js';
-import type { WlBuffer, WlKeyboard, WlPointer, WlSurface } from '../wayland/protocols/index.js';
-import { WlKeyboardKeyState, WlPointerAxis, WlPointerButtonState, WlSeatCapability } from '../wayland/protocols/index.js';
+import type { WlBuffer, WlKeyboard, WlPointer, WlSurface, ZwpLockedPointerV1, ZwpRelativePointerV1, ZwpKeyboardShortcutsInhibitorV1 } from '../wayland/protocols/index.js';
+import { WlKeyboardKeyState, WlPointerAxis, WlPointerButtonState, WlSeatCapability, ZwpPointerConstraintsV1Lifetime } from '../wayland/protocols/index.js';
 import { close, ftruncate, memfdCreate, mmap, munmap } from '../native/fds.js';
 import { formatByName } from '../formats.js';
 
-const KEY_F11 = 87; // linux/input-event-codes.h
+// linux/input-event-codes.h
+const KEY_F11 = 87;
+const KEY_G = 34;
+const KEY_LEFTCTRL = 29;
+const KEY_RIGHTCTRL = 97;
+const KEY_LEFTALT = 56;
+const KEY_RIGHTALT = 100;
 
 export interface CursorImage {
   width: number;
@@ -29,6 +37,10 @@ export interface WindowInputEvents {
   button: [code: number, pressed: boolean];
   /** Vertical wheel steps: positive is down (towards the user). */
   wheel: [steps: number];
+  /** Pointer movement while locked (relative mode), unaccelerated, in surface units. */
+  'relative-motion': [dx: number, dy: number];
+  /** The pointer was locked (a click in relative mode) or released (Ctrl+Alt+G, or the compositor ended it). */
+  'pointer-lock': [locked: boolean];
   /** The window lost keyboard focus: keys still held must be released in the guest. */
   blur: [];
 }
@@ -38,6 +50,9 @@ interface SeatDevices {
   pointer: WlPointer | null;
   pointerSerial: number;
   heldKeys: Set<number>;
+  inhibitor: ZwpKeyboardShortcutsInhibitorV1 | null;
+  relative: ZwpRelativePointerV1 | null;
+  lock: ZwpLockedPointerV1 | null;
 }
 
 export class WindowInput extends EventEmitter<WindowInputEvents> {
@@ -45,12 +60,19 @@ export class WindowInput extends EventEmitter<WindowInputEvents> {
   private cursor: { surface: WlSurface; buffer: WlBuffer; hotX: number; hotY: number } | null = null;
   private cursorHidden = false;
   private wheelRemainder = 0;
+  private relativeMode = false;
 
   constructor(private readonly globals: Globals, private readonly window: Window) {
     super();
     for (const { seat, capabilities } of globals.seats) {
-      const devices: SeatDevices = { keyboard: null, pointer: null, pointerSerial: 0, heldKeys: new Set() };
-      if (capabilities & WlSeatCapability.keyboard) devices.keyboard = this.watchKeyboard(seat.getKeyboard(), devices);
+      const devices: SeatDevices = {
+        keyboard: null, pointer: null, pointerSerial: 0, heldKeys: new Set(), inhibitor: null, relative: null, lock: null,
+      };
+      if (capabilities & WlSeatCapability.keyboard) {
+        devices.keyboard = this.watchKeyboard(seat.getKeyboard(), devices);
+        // Active only while the window has keyboard focus (the compositor decides, and may refuse).
+        devices.inhibitor = globals.shortcutsInhibitManager?.inhibitShortcuts(window.surface, seat) ?? null;
+      }
       if (capabilities & WlSeatCapability.pointer) devices.pointer = this.watchPointer(seat.getPointer(), devices);
       this.seats.push(devices);
     }
@@ -70,6 +92,11 @@ export class WindowInput extends EventEmitter<WindowInputEvents> {
         const pressed = state === WlKeyboardKeyState.pressed;
         if (key === KEY_F11) {
           if (pressed) this.window.setFullscreen(!this.window.fullscreen);
+          return;
+        }
+        if (key === KEY_G && pressed && devices.lock && this.holds(devices, [KEY_LEFTCTRL, KEY_RIGHTCTRL]) &&
+          this.holds(devices, [KEY_LEFTALT, KEY_RIGHTALT])) {
+          this.unlock(devices);
           return;
         }
         if (pressed) devices.heldKeys.add(key);
@@ -92,8 +119,12 @@ export class WindowInput extends EventEmitter<WindowInputEvents> {
         this.applyCursor(devices);
         motion(x, y);
       },
-      motion: (_time, x, y) => motion(x, y),
-      button: (_serial, _time, button, state) => this.emit('button', button, state === WlPointerButtonState.pressed),
+      motion: (_time, x, y) => { if (!devices.lock) motion(x, y); },
+      button: (_serial, _time, button, state) => {
+        const pressed = state === WlPointerButtonState.pressed;
+        if (pressed && this.relativeMode && !devices.lock) this.lock(devices);
+        this.emit('button', button, pressed);
+      },
       axis: (_time, axis, value) => {
         if (axis !== WlPointerAxis.vertical_scroll) return;
         // 10 surface units per wheel notch (libinput's convention); small touchpad scrolls add up.
@@ -104,6 +135,52 @@ export class WindowInput extends EventEmitter<WindowInputEvents> {
       },
     });
     return pointer;
+  }
+
+  /**
+   * Relative mode (the guest has a relative mouse): a click locks the pointer to the window (pointer-constraints)
+   * and its movement comes as 'relative-motion' (relative-pointer) until Ctrl+Alt+G. Needs both protocols; false
+   * when the compositor lacks them (then 'motion' keeps coming and the source makes deltas of it).
+   */
+  setRelativeMode(on: boolean): boolean {
+    const supported = this.globals.pointerConstraints !== null && this.globals.relativePointerManager !== null;
+    this.relativeMode = on && supported;
+    if (!this.relativeMode) for (const devices of this.seats) this.unlock(devices);
+    return this.relativeMode;
+  }
+
+  /** Relative mode with pointer locking in effect (setRelativeMode(true) on a compositor that can lock). */
+  get relativeLocking(): boolean {
+    return this.relativeMode;
+  }
+
+  get pointerLocked(): boolean {
+    return this.seats.some((d) => d.lock !== null);
+  }
+
+  private lock(devices: SeatDevices): void {
+    const { pointerConstraints, relativePointerManager } = this.globals;
+    if (!devices.pointer || !pointerConstraints || !relativePointerManager) return;
+    devices.lock = pointerConstraints.lockPointer(this.window.surface, devices.pointer, null, ZwpPointerConstraintsV1Lifetime.persistent);
+    devices.lock.on({
+      locked: () => this.emit('pointer-lock', true),
+      unlocked: () => { if (devices.lock) this.unlock(devices); },
+    });
+    devices.relative = relativePointerManager.getRelativePointer(devices.pointer);
+    devices.relative.on({ relativeMotion: (_hi, _lo, _dx, _dy, dx, dy) => this.emit('relative-motion', dx, dy) });
+  }
+
+  private unlock(devices: SeatDevices): void {
+    if (!devices.lock) return;
+    devices.lock.destroy();
+    devices.relative?.destroy();
+    devices.lock = null;
+    devices.relative = null;
+    this.emit('pointer-lock', false);
+  }
+
+  private holds(devices: SeatDevices, keys: number[]): boolean {
+    return keys.some((k) => devices.heldKeys.has(k));
   }
 
   /** Shows `image` as the pointer over the window (null: the compositor's default). */
@@ -165,6 +242,8 @@ export class WindowInput extends EventEmitter<WindowInputEvents> {
 
   destroy(): void {
     for (const devices of this.seats) {
+      this.unlock(devices);
+      devices.inhibitor?.destroy();
       if (devices.keyboard && !devices.keyboard.destroyed && devices.keyboard.version >= 3) devices.keyboard.release();
       if (devices.pointer && !devices.pointer.destroyed && devices.pointer.version >= 3) devices.pointer.release();
     }

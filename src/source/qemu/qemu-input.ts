@@ -1,6 +1,8 @@
 // Forwards the window's keyboard and pointer to a QEMU console, and shows the guest's cursor on the window.
-// Absolute pointers (a USB or virtio tablet) get SetAbsPosition in guest pixels; relative ones get RelMotion
-// from the pointer's movement. Motion is coalesced: at most one position call in flight, the latest one next.
+// Absolute pointers (a USB or virtio tablet) get SetAbsPosition in guest pixels; relative ones get RelMotion:
+// from the locked pointer's movement (a click locks it, Ctrl+Alt+G releases it) where the compositor has
+// pointer-constraints and relative-pointer, else from the pointer's position changes. Absolute motion is
+// coalesced: at most one position call in flight, the latest one next.
 import type { WindowInput } from '../../present/window-input.js';
 import { log } from '../../log.js';
 import { evdevToQnum } from './keymap.js';
@@ -33,6 +35,7 @@ export function forwardInput(input: WindowInput, display: QemuDisplay): InputFor
     });
   };
   const sendPosition = (x: number, y: number): void => {
+    if (!absolute && input.relativeLocking) return; // relative motion comes from the locked pointer instead
     if (inFlight) {
       queued = { x, y };
       return;
@@ -82,9 +85,21 @@ export function forwardInput(input: WindowInput, display: QemuDisplay): InputFor
     input.setCursor({ width: e.width, height: e.height, hotX: e.hotX, hotY: e.hotY, argb: e.data });
   };
   const onMouseSet = (e: MouseSetEvent): void => input.setCursorHidden(!e.on);
+  let relativeRemainder = { x: 0, y: 0 };
+  const onRelative = (dx: number, dy: number): void => {
+    const x = dx + relativeRemainder.x;
+    const y = dy + relativeRemainder.y;
+    const ix = Math.trunc(x);
+    const iy = Math.trunc(y);
+    relativeRemainder = { x: x - ix, y: y - iy };
+    if (ix === 0 && iy === 0) return;
+    stats.motions++;
+    call('relative motion', display.mouse.relMotion(ix, iy));
+  };
   const onMode = (mode: boolean): void => {
     absolute = mode;
     last = null;
+    input.setRelativeMode(!mode);
   };
 
   input.on('key', onKey);
@@ -92,6 +107,7 @@ export function forwardInput(input: WindowInput, display: QemuDisplay): InputFor
   input.on('button', onButton);
   input.on('wheel', onWheel);
   input.on('blur', onBlur);
+  input.on('relative-motion', onRelative);
   display.on('cursor-define', onCursor);
   display.on('mouse-set', onMouseSet);
   display.on('mouse-mode', onMode);
@@ -105,6 +121,8 @@ export function forwardInput(input: WindowInput, display: QemuDisplay): InputFor
       input.off('button', onButton);
       input.off('wheel', onWheel);
       input.off('blur', onBlur);
+      input.off('relative-motion', onRelative);
+      input.setRelativeMode(false);
       display.off('cursor-define', onCursor);
       display.off('mouse-set', onMouseSet);
       display.off('mouse-mode', onMode);
