@@ -5,6 +5,9 @@ import type { QemuDisplay } from '../source/qemu/display.js';
 import { QemuSource } from '../source/qemu/qemu-source.js';
 import { forwardInput, type InputForwarding } from '../source/qemu/qemu-input.js';
 import { log } from '../log.js';
+import { addSeals, close, constants, ftruncate, memfdCreate, pwrite } from '../native/fds.js';
+import { formatByName } from '../formats.js';
+import type { MemfdFrame } from '../source/frame.js';
 
 export interface HeadOptions {
   display?: string;
@@ -15,6 +18,44 @@ export interface HeadOptions {
 /** Waits this long after Disable before calling the display disabled: QEMU 7.2 sends Disable right before each
  *  new dmabuf scan-out, which is not a blank. */
 const DISABLE_GRACE_MS = 300;
+/** A console that has shown nothing this long after attaching gets the placeholder (its window maps). */
+const FIRST_FRAME_GRACE_MS = 1000;
+const PLACEHOLDER_GREY = 0x30;
+
+/** A uniform dark frame for a console with nothing to show (disabled, or no scan-out yet). */
+class Placeholder {
+  private fd: number | null = null;
+  private size = { width: 0, height: 0 };
+  private seq = 0;
+
+  frame(width: number, height: number): MemfdFrame {
+    const w = width > 0 && width <= 16384 ? width : 640;
+    const h = height > 0 && height <= 16384 ? height : 480;
+    if (this.fd === null || this.size.width !== w || this.size.height !== h) {
+      this.close();
+      const fd = memfdCreate('wlscanout-placeholder', true);
+      try {
+        ftruncate(fd, w * h * 4);
+        pwrite(fd, Buffer.alloc(w * h * 4, PLACEHOLDER_GREY), 0);
+        addSeals(fd, constants.F_SEAL_SHRINK | constants.F_SEAL_GROW); // not F_SEAL_WRITE: libwayland maps pools writable
+      } catch (e) {
+        close(fd);
+        throw e;
+      }
+      this.fd = fd;
+      this.size = { width: w, height: h };
+    }
+    return {
+      fd: this.fd, offset: 0, width: w, height: h, stride: w * 4, fourcc: formatByName('XRGB8888')!.fourcc,
+      damage: null, seq: -1 - this.seq++, flushedAt: process.hrtime.bigint(), release: () => {},
+    };
+  }
+
+  close(): void {
+    if (this.fd !== null) close(this.fd);
+    this.fd = null;
+  }
+}
 
 export class ShowHead {
   private source: QemuSource | null = null;
@@ -22,6 +63,8 @@ export class ShowHead {
   private console: QemuDisplay | null = null;
   private disableTimer: NodeJS.Timeout | null = null;
   private state = '';
+  private framesSeen = false;
+  private readonly placeholder = new Placeholder();
 
   private constructor(readonly presenter: Presenter, private title: string) {}
 
@@ -43,6 +86,10 @@ export class ShowHead {
     display.on('scanout', this.onFrame);
     display.on('scanout-dmabuf', this.onFrame);
     this.setState('');
+    this.framesSeen = false;
+    this.armTimer(FIRST_FRAME_GRACE_MS, () => {
+      if (!this.framesSeen) this.showPlaceholder('no display output yet');
+    });
   }
 
   /** Detaches from the console; the window keeps its last frame and shows `state` in its title. */
@@ -72,22 +119,40 @@ export class ShowHead {
   close(): void {
     this.disconnect();
     this.presenter.close();
+    this.placeholder.close();
   }
 
   private readonly onDisable = (): void => {
-    if (this.disableTimer) clearTimeout(this.disableTimer);
-    this.disableTimer = setTimeout(() => {
-      this.disableTimer = null;
+    this.armTimer(DISABLE_GRACE_MS, () => {
       log.info({ title: this.title }, 'qemu: the guest disabled this display');
-      this.setState('display disabled');
-    }, DISABLE_GRACE_MS);
+      this.showPlaceholder('display disabled');
+    });
   };
 
   private readonly onFrame = (): void => {
+    this.framesSeen = true;
     if (this.disableTimer) clearTimeout(this.disableTimer);
     this.disableTimer = null;
-    if (this.state === 'display disabled') this.setState('');
+    if (this.state) this.setState('');
   };
+
+  private armTimer(ms: number, run: () => void): void {
+    if (this.disableTimer) clearTimeout(this.disableTimer);
+    this.disableTimer = setTimeout(() => {
+      this.disableTimer = null;
+      run();
+    }, ms);
+  }
+
+  private showPlaceholder(state: string): void {
+    const c = this.console?.console;
+    try {
+      this.presenter.present(this.placeholder.frame(c?.width ?? 0, c?.height ?? 0));
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'show: cannot show the placeholder');
+    }
+    this.setState(state);
+  }
 
   private setState(state: string): void {
     this.state = state;
