@@ -112,7 +112,7 @@ describe('record and screenshot of the built-in guest', () => {
     const cases: [string[], RegExp][] = [
       [['record', '--guest', '320x200'], /record needs -o FILE/],
       [['record', '-o', 'x.mkv'], /no source given/],
-      [['record', '--guest', '320x200', '--qmp', 'q', '-o', 'x.mkv'], /one source: --qmp or --guest/],
+      [['record', '--guest', '320x200', '--qmp', 'q', '-o', 'x.mkv'], /one source: --qmp, --dbus-address or --guest/],
       [['record', '--guest', '320x200', '--verify', '--inject', 'skip=3'], /--inject item 'skip=3'/],
       [['record', '--guest', '320x200', '-o', 'x.mkv', '--inject', 'drop=3'], /--inject is for checking --verify/],
       [['record', '--guest', '320x200', '-o', 'x.mkv', '--fps', '0'], /--fps '0' must be a whole number in 1..1000/],

@@ -4,6 +4,8 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <cstddef>
 #include <unistd.h>
 #include <uv.h>
 
@@ -200,6 +202,43 @@ Napi::Value Socketpair(const Napi::CallbackInfo& info) {
   result.Set(0u, Napi::Number::New(env, sv[0]));
   result.Set(1u, Napi::Number::New(env, sv[1]));
   return result;
+}
+
+// unixConnect(path, abstract): a connected, non-blocking AF_UNIX stream socket (connecting to a unix socket
+// completes at once or fails), e.g. to a D-Bus bus; an abstract address has no file (Linux's leading NUL).
+Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool abstract;
+  if (!info[0].IsString()) {
+    ThrowTypeError(env, "path must be a string (got " + Describe(info[0]) + ")");
+    return Napi::Value();
+  }
+  if (!GetBool(info, 1, "abstract", &abstract)) return Napi::Value();
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  size_t offset = abstract ? 1 : 0;
+  if (path.empty() || path.size() + offset >= sizeof(addr.sun_path) || path.find('\0') != std::string::npos) {
+    Napi::RangeError::New(env, "unix socket path \"" + path + "\" is empty, too long or contains NUL").ThrowAsJavaScriptException();
+    return Napi::Value();
+  }
+  memcpy(addr.sun_path + offset, path.data(), path.size());
+  socklen_t length = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + offset + path.size() + (abstract ? 0 : 1));
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ThrowErrno(env, "socket", errno);
+    return Napi::Value();
+  }
+  int rc;
+  do rc = connect(fd, reinterpret_cast<struct sockaddr*>(&addr), length);
+  while (rc < 0 && errno == EINTR);
+  if (rc < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+    int err = errno;
+    close(fd);
+    ThrowErrno(env, "connect", err);
+    return Napi::Value();
+  }
+  return Napi::Number::New(env, fd);
 }
 
 Napi::Value Sendmsg(const Napi::CallbackInfo& info) {
@@ -431,7 +470,7 @@ void InitFds(Napi::Env env, Napi::Object exports) {
       {"memfdCreate", MemfdCreate}, {"ftruncate", Ftruncate}, {"addSeals", AddSeals}, {"getSeals", GetSeals},
       {"fstat", Fstat},             {"mmap", Mmap},           {"munmap", Munmap},     {"socketpair", Socketpair},
       {"sendmsg", Sendmsg},         {"recvmsg", Recvmsg},     {"recvmsgInto", RecvmsgInto}, {"pwrite", Pwrite},     {"pread", Pread},
-      {"dup", Dup},                 {"close", Close},
+      {"dup", Dup},                 {"close", Close},         {"unixConnect", UnixConnect},
   };
   for (const Entry& e : entries) exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
 }

@@ -10,16 +10,18 @@ import { parseCount, parseFormat, parseSize, UsageError } from './args.js';
 
 export const captureSourceHelp = `  source (one of):
       --qmp SOCKET         a QEMU started with -display dbus,p2p=yes and -qmp unix:SOCKET,server=on,wait=off
+      --dbus-address ADDR  a QEMU on a bus (-display dbus[,addr=ADDR]); "session": the session bus
       --console N          with --qmp: the graphic console (default: 0)
       --guest WxH          the built-in guest's test pattern at this size
       --guest-format NAME  with --guest: XRGB8888, ARGB8888, XBGR8888 or ABGR8888 (default: XRGB8888)`;
 
 export const captureSourceOptions = {
-  qmp: { type: 'string' }, console: { type: 'string' }, guest: { type: 'string' }, 'guest-format': { type: 'string' },
+  qmp: { type: 'string' }, 'dbus-address': { type: 'string' }, console: { type: 'string' }, guest: { type: 'string' }, 'guest-format': { type: 'string' },
 } as const;
 
 export interface CaptureSourceValues {
   qmp?: string;
+  'dbus-address'?: string;
   console?: string;
   guest?: string;
   'guest-format'?: string;
@@ -35,9 +37,13 @@ export interface OpenedSource {
 
 export async function openCaptureSource(values: CaptureSourceValues, session: CaptureSession,
   guestFps: number): Promise<OpenedSource> {
-  if (values.qmp && values.guest) throw new UsageError('give one source: --qmp or --guest, not both');
-  if (values.qmp) {
-    const display = await QemuDisplay.attach({ qmpPath: values.qmp, console: parseCount('--console', values.console, 0, 0, 255) });
+  if ([values.qmp, values['dbus-address'], values.guest].filter((v) => v !== undefined).length > 1) {
+    throw new UsageError('give one source: --qmp, --dbus-address or --guest');
+  }
+  if (values.qmp || values['dbus-address']) {
+    const display = await QemuDisplay.attach({
+      qmpPath: values.qmp, dbusAddress: values['dbus-address'], console: parseCount('--console', values.console, 0, 0, 255),
+    });
     const source = new QemuSource(display, session);
     log.info({ vm: display.vm.name, console: display.console }, 'attached to QEMU');
     const closed = new Promise<string>((resolve) => display.once('close', (reason) =>
@@ -52,5 +58,5 @@ export async function openCaptureSource(values: CaptureSourceValues, session: Ca
     const run = runGuestHeadless(guest, session, { fps: guestFps });
     return { kind: 'guest', closed: new Promise(() => {}), close: () => { run.stop(); guest.close(); } };
   }
-  throw new UsageError('no source given: --qmp SOCKET (a running QEMU) or --guest WxH (the built-in guest)');
+  throw new UsageError('no source given: --qmp SOCKET or --dbus-address ADDR (a running QEMU), or --guest WxH (the built-in guest)');
 }

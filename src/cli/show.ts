@@ -4,7 +4,7 @@ import { log } from '../log.js';
 import { parseCount, UsageError } from './args.js';
 import { ShowHead } from './show-head.js';
 
-export const showHelp = `wlscanout show --qmp SOCKET [options]
+export const showHelp = `wlscanout show (--qmp SOCKET | --dbus-address ADDR) [options]
   Shows a running QEMU's display in a window per graphic console (each titled with the VM's name and
   the console's label), and forwards the window's keyboard and pointer to the guest. QEMU must run with
   -display dbus,p2p=yes and a QMP socket (-qmp unix:SOCKET,server=on,wait=off). With gl=on and a render
@@ -13,7 +13,9 @@ export const showHelp = `wlscanout show --qmp SOCKET [options]
   shared-memory surface. The guest's cursor is the pointer's image over the window; F11 toggles
   fullscreen (it is not forwarded). Runs until QEMU exits, a window is closed or Ctrl-C.
 
-      --qmp SOCKET       QEMU's QMP unix socket (required)
+      --qmp SOCKET       QEMU's QMP unix socket (peer to peer: -display dbus,p2p=yes)
+      --dbus-address ADDR  bus mode (-display dbus[,addr=ADDR]): the bus QEMU is on, "session" for
+                         $DBUS_SESSION_BUS_ADDRESS, or a unix: D-Bus address
       --console N        show only this console (default: every graphic console)
       --wait             when QEMU goes away, keep the windows (titled "disconnected") and attach
                          again when QEMU serves the socket anew, instead of exiting
@@ -27,7 +29,8 @@ export const showHelp = `wlscanout show --qmp SOCKET [options]
   Example: qemu-system-x86_64 -m 1G -device virtio-gpu-pci,blob=true \\
              -object memory-backend-memfd,id=mem,size=1G,share=on -machine memory-backend=mem \\
              -display dbus,p2p=yes,gl=on,rendernode=/dev/dri/renderD128 -qmp unix:/tmp/vm.qmp,server=on,wait=off ...
-           wlscanout show --qmp /tmp/vm.qmp`;
+           wlscanout show --qmp /tmp/vm.qmp
+           qemu-system-x86_64 ... -display dbus,addr=unix:path=/tmp/bus; wlscanout show --dbus-address unix:path=/tmp/bus`;
 
 /** Exit status when QEMU went away. */
 export const EXIT_QEMU_GONE = 3;
@@ -37,8 +40,10 @@ interface Attached {
   consoles: QemuDisplay[];
 }
 
-async function attach(qmpPath: string, only: number | null): Promise<Attached> {
-  const vm = await QemuVm.attach({ qmpPath });
+type Target = { qmpPath?: string; dbusAddress?: string };
+
+async function attach(target: Target, only: number | null): Promise<Attached> {
+  const vm = await QemuVm.attach(target);
   try {
     const ids = only !== null ? [only] : await vm.graphicConsoles();
     if (ids.length === 0) throw new Error('QEMU has no graphic console');
@@ -59,14 +64,16 @@ export async function showCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv, strict: true, allowPositionals: false,
     options: {
-      qmp: { type: 'string' }, console: { type: 'string' }, fullscreen: { type: 'boolean' }, wait: { type: 'boolean' },
+      qmp: { type: 'string' }, 'dbus-address': { type: 'string' }, console: { type: 'string' }, fullscreen: { type: 'boolean' }, wait: { type: 'boolean' },
       'no-dmabuf': { type: 'boolean' }, display: { type: 'string' },
     },
   });
-  if (!values.qmp) throw new UsageError('show needs --qmp SOCKET (QEMU\'s QMP unix socket)');
-  const qmpPath = values.qmp;
+  if (!values.qmp === !values['dbus-address']) {
+    throw new UsageError('show needs --qmp SOCKET (QEMU\'s QMP unix socket) or --dbus-address ADDR (bus mode), one of them');
+  }
+  const target: Target = values.qmp ? { qmpPath: values.qmp } : { dbusAddress: values['dbus-address'] };
   const only = values.console === undefined ? null : parseCount('--console', values.console, 0, 0, 255);
-  let attached = await attach(qmpPath, only);
+  let attached = await attach(target, only);
   const heads: ShowHead[] = [];
   const headOptions = { display: values.display, fullscreen: values.fullscreen, dmabuf: !values['no-dmabuf'] };
   try {
@@ -88,7 +95,7 @@ export async function showCommand(argv: string[]): Promise<number> {
       process.stderr.write(`${summary}; waiting for QEMU to come back (--wait)\n`);
       for (const head of heads) head.disconnect('disconnected, waiting for QEMU');
       const stop = new AbortController();
-      const again = await Promise.race([reattach(qmpPath, only, stop.signal), nextOutcome(heads, null)]);
+      const again = await Promise.race([reattach(target, only, stop.signal), nextOutcome(heads, null)]);
       stop.abort();
       if ('code' in again) {
         process.stderr.write(`${again.why}\n`);
@@ -130,12 +137,12 @@ function nextOutcome(heads: ShowHead[], vm: QemuVm | null): Promise<{ code: numb
 }
 
 /** Attaches again once QEMU serves its QMP socket (tried every second); never resolves once `signal` aborts. */
-async function reattach(qmpPath: string, only: number | null, signal: AbortSignal): Promise<Attached> {
+async function reattach(target: Target, only: number | null, signal: AbortSignal): Promise<Attached> {
   while (!signal.aborted) {
     await new Promise((r) => setTimeout(r, 1000));
     if (signal.aborted) break;
     try {
-      const attached = await attach(qmpPath, only);
+      const attached = await attach(target, only);
       if (!signal.aborted) return attached;
       attached.vm.close();
     } catch (e) {

@@ -242,6 +242,8 @@ export interface NativeAddon {
   /** Unmaps a buffer returned by mmap now and detaches it. Idempotent. */
   munmap(buffer: ArrayBuffer): void;
   socketpair(): [number, number];
+  /** A connected non-blocking AF_UNIX stream socket to `path` (abstract: Linux's abstract namespace). */
+  unixConnect(path: string, abstract: boolean): number;
   sendmsg(fd: number, data: Uint8Array, fds: number[]): number;
   /** null when the socket would block (EAGAIN). */
   recvmsg(fd: number, maxBytes: number, maxFds: number): NativeRecv | null;

@@ -69,6 +69,12 @@ export function socketpair(): [number, number] {
  * of bytes sent, which may be less than data.length (the fds then went with the first part). Throws EAGAIN
  * when the socket is full and EPIPE when the peer is gone (never SIGPIPE).
  */
+/** Connects to a unix stream socket (a D-Bus bus, say); the caller owns the returned non-blocking fd. Errors
+ *  carry errno (ENOENT: nothing at the path, ECONNREFUSED: nobody listening). */
+export function unixConnect(path: string, abstract = false): number {
+  return addon.unixConnect(path, abstract);
+}
+
 export function sendmsg(fd: number, data: Uint8Array, fds: number[] = []): number {
   return addon.sendmsg(fd, data, fds);
 }

@@ -4,7 +4,7 @@
 // Connections: QMP (kept, as .qmp), the display connection (QEMU's objects) and the listener connection
 // (our /org/qemu/Display1/Listener, which QEMU calls). When any of them ends, the display closes.
 import { EventEmitter } from 'node:events';
-import { close as closeFd, socketpair } from '../../native/fds.js';
+import { close as closeFd, socketpair, unixConnect } from '../../native/fds.js';
 import { log } from '../../log.js';
 import { DBusConnection } from './dbus/connection.js';
 import type { DBusValue, Variant } from './dbus/values.js';
@@ -15,10 +15,40 @@ export * from './listener.js';
 
 const ROOT = '/org/qemu/Display1';
 const IFACE = 'org.qemu.Display1';
+/** The name QEMU owns on a bus (-display dbus without p2p). */
+const QEMU_BUS_NAME = 'org.qemu';
+
+async function readVmInfo(dbus: DBusConnection): Promise<VmInfo> {
+  const props = await dbus.getAllProperties(`${ROOT}/VM`, `${IFACE}.VM`);
+  return {
+    name: String(props.get('Name') ?? ''), uuid: String(props.get('UUID') ?? ''),
+    consoleIds: (props.get('ConsoleIDs') as number[] | undefined) ?? [],
+  };
+}
+
+/** The unix socket of a D-Bus address ("session": $DBUS_SESSION_BUS_ADDRESS); the first unix: entry is used. */
+export function unixTransport(address: string): { path: string; abstract: boolean } {
+  const resolved = address === 'session' ? process.env.DBUS_SESSION_BUS_ADDRESS : address;
+  if (!resolved) throw new Error('no session bus: $DBUS_SESSION_BUS_ADDRESS is not set');
+  for (const entry of resolved.split(';')) {
+    const m = /^unix:(.*)$/.exec(entry);
+    if (!m) continue;
+    const keys = new Map(m[1].split(',').map((kv) => {
+      const i = kv.indexOf('=');
+      return [kv.slice(0, i), decodeURIComponent(kv.slice(i + 1))] as [string, string];
+    }));
+    if (keys.has('path')) return { path: keys.get('path')!, abstract: false };
+    if (keys.has('abstract')) return { path: keys.get('abstract')!, abstract: true };
+  }
+  throw new Error(`D-Bus address '${resolved}' has no unix:path= or unix:abstract= transport`);
+}
 
 export interface QemuDisplayOptions {
-  /** QEMU's QMP unix socket (-qmp unix:PATH,server=on,wait=off). */
-  qmpPath: string;
+  /** Peer to peer (-display dbus,p2p=yes): QEMU's QMP unix socket (-qmp unix:PATH,server=on,wait=off). */
+  qmpPath?: string;
+  /** Bus mode (-display dbus[,addr=ADDR]): the bus QEMU is on, "session" for $DBUS_SESSION_BUS_ADDRESS, or a
+   *  D-Bus address with a unix transport ("unix:path=/run/user/1000/bus", "unix:abstract=..."). */
+  dbusAddress?: string;
   /** Console id (default 0). */
   console?: number;
   /** For each QMP and D-Bus call; default 5 s. */
@@ -61,16 +91,21 @@ let attachCount = 0;
 export class QemuVm extends EventEmitter<{ close: [reason: Error | null] }> {
   private closedReason: Error | null | undefined = undefined;
 
-  private constructor(readonly qmp: QmpClient, readonly dbus: DBusConnection, readonly vm: VmInfo,
+  private constructor(readonly qmp: QmpClient | null, readonly dbus: DBusConnection, readonly vm: VmInfo,
     readonly timeoutMs: number) {
     super();
-    qmp.on('close', (reason) => this.end(reason ?? new Error('the QMP connection was closed')));
+    qmp?.on('close', (reason) => this.end(reason ?? new Error('the QMP connection was closed')));
     dbus.on('close', (reason) => this.end(reason ?? new Error('the D-Bus display connection was closed')));
   }
 
-  /** Connects to QEMU's QMP socket and opens the p2p D-Bus display (QMP getfd + add_client). */
+  /**
+   * Peer to peer (qmpPath): connects to QEMU's QMP socket and opens the D-Bus display through it (QMP getfd +
+   * add_client). Bus mode (dbusAddress): connects to the bus and talks to QEMU's name there, org.qemu.
+   */
   static async attach(options: Omit<QemuDisplayOptions, 'console'>): Promise<QemuVm> {
     const timeoutMs = options.timeoutMs ?? 5000;
+    if (options.dbusAddress !== undefined) return QemuVm.attachBus(options.dbusAddress, timeoutMs);
+    if (options.qmpPath === undefined) throw new Error('QemuVm.attach needs qmpPath (peer to peer) or dbusAddress (bus)');
     const qmp = await QmpClient.connect(options.qmpPath, { timeoutMs });
     let dbus: DBusConnection | null = null;
     try {
@@ -87,15 +122,39 @@ export class QemuVm extends EventEmitter<{ close: [reason: Error | null] }> {
       dbus = new DBusConnection(ours, { name: 'qemu display', callTimeoutMs: timeoutMs, authTimeoutMs: timeoutMs });
       await qmp.execute('add_client', { protocol: '@dbus-display', fdname });
       await dbus.ready;
-      const vmProps = await dbus.getAllProperties(`${ROOT}/VM`, `${IFACE}.VM`);
-      const vm: VmInfo = {
-        name: String(vmProps.get('Name') ?? ''), uuid: String(vmProps.get('UUID') ?? ''),
-        consoleIds: (vmProps.get('ConsoleIDs') as number[] | undefined) ?? [],
-      };
-      return new QemuVm(qmp, dbus, vm, timeoutMs);
+      return new QemuVm(qmp, dbus, await readVmInfo(dbus), timeoutMs);
     } catch (e) {
       dbus?.close();
       qmp.close();
+      throw e;
+    }
+  }
+
+  private static async attachBus(address: string, timeoutMs: number): Promise<QemuVm> {
+    const { path, abstract } = unixTransport(address);
+    const dbus = new DBusConnection(unixConnect(path, abstract), {
+      name: `bus ${address}`, callTimeoutMs: timeoutMs, authTimeoutMs: timeoutMs, destination: QEMU_BUS_NAME,
+    });
+    try {
+      await dbus.ready;
+      const bus = { destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus' };
+      await dbus.call({ ...bus, member: 'Hello' });
+      const [owned] = await dbus.call({ ...bus, member: 'NameHasOwner', signature: 's', body: [QEMU_BUS_NAME] });
+      if (!owned) throw new Error(`no QEMU on the bus ${address}: nobody owns ${QEMU_BUS_NAME} (QEMU runs with -display dbus, not p2p=yes?)`);
+      // On a bus, signals (PropertiesChanged of consoles and mice) come only to those who ask.
+      await dbus.call({ ...bus, member: 'AddMatch', signature: 's', body: [`type='signal',sender='${QEMU_BUS_NAME}'`] });
+      await dbus.call({ ...bus, member: 'AddMatch', signature: 's',
+        body: [`type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='${QEMU_BUS_NAME}'`] });
+      const vm = new QemuVm(null, dbus, await readVmInfo(dbus), timeoutMs);
+      // The bus outlives QEMU: its name losing its owner is how we learn QEMU has gone.
+      dbus.on('signal', (message) => {
+        if (message.member !== 'NameOwnerChanged' || message.interface !== 'org.freedesktop.DBus') return;
+        const [name, , newOwner] = message.body as [string, string, string];
+        if (name === QEMU_BUS_NAME && newOwner === '') vm.end(new Error(`QEMU left the bus (${QEMU_BUS_NAME} has no owner)`));
+      });
+      return vm;
+    } catch (e) {
+      dbus.close();
       throw e;
     }
   }
@@ -163,7 +222,7 @@ export class QemuVm extends EventEmitter<{ close: [reason: Error | null] }> {
     if (this.closedReason !== undefined) return;
     this.closedReason = reason;
     this.dbus.close();
-    this.qmp.close();
+    this.qmp?.close();
     log.debug({ err: reason?.message }, 'QEMU display connection closed');
     this.emit('close', reason);
   }
@@ -228,7 +287,8 @@ export class QemuDisplay extends EventEmitter<QemuDisplayEvents> {
     }
   }
 
-  get qmp(): QmpClient {
+  /** The QMP connection (peer to peer only). */
+  get qmp(): QmpClient | null {
     return this.connection.qmp;
   }
 

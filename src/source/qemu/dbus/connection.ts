@@ -37,6 +37,8 @@ export interface DBusConnectionOptions {
   /** Default 25 s, as libdbus. */
   callTimeoutMs?: number;
   authTimeoutMs?: number;
+  /** Destination of calls that name none (on a bus: the peer's bus name, e.g. "org.qemu"). */
+  destination?: string;
 }
 
 export type DBusConnectionEvents = {
@@ -71,6 +73,7 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
   /** Resolves once authenticated; rejects if the connection ends first. */
   readonly ready: Promise<void>;
   readonly name: string;
+  private readonly destination: string | undefined;
   /** Server GUID from the handshake. */
   guid = '';
   /** Whether the server agreed to pass unix fds. */
@@ -95,6 +98,7 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
   constructor(private readonly fd: number, options: DBusConnectionOptions = {}) {
     super();
     this.name = options.name ?? `fd ${fd}`;
+    this.destination = options.destination;
     this.callTimeoutMs = options.callTimeoutMs ?? 25_000;
     try {
       this.watcher = new FdWatcher(fd, (status, events) => this.onPoll(status, events));
@@ -130,7 +134,7 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
     const serial = this.nextSerial();
     const header: MessageHeader = {
       type: MessageType.methodCall, flags: options.noReply ? MessageFlags.noReplyExpected : 0, serial,
-      path: options.path, interface: options.interface, member: options.member, destination: options.destination,
+      path: options.path, interface: options.interface, member: options.member, destination: options.destination ?? this.destination,
       signature: options.signature ?? '',
     };
     let encoded: { data: Buffer; fds: number[] };
