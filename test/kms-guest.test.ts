@@ -1,5 +1,6 @@
 // Boots the lab kernel under QEMU (TCG) with lab/guest/build/kms-guest as init over a read-only 9p root, and
-// checks QEMU's own screendump of the virtio-gpu scan-out against renderKmsGuestPattern, pixel for pixel.
+// checks QEMU's own screendump of the virtio-gpu scan-out against renderKmsGuestPattern, pixel for pixel; with
+// wlscanout.input=1 and QEMU's virtio keyboard/tablet/mouse, input sent through QMP comes back on the serial line.
 // Needs the cached lab kernel: without it this suite FAILS (it does not skip).
 import { readPpm } from './ppm.js';
 import { kmsGuestBootArgs } from './qemu-helpers.js';
@@ -181,5 +182,84 @@ describe('KMS guest on the lab kernel (QEMU TCG, virtio-gpu)', () => {
     expect(vm.exitCode).toBeUndefined();
     await vm.command('quit');
     await vm.exited(10_000);
+  }, 180_000);
+
+  // wlscanout.input=1: QEMU's virtio input devices, driven through QMP input-send-event, echoed by the guest.
+  const inputDevices = ['-device', 'virtio-keyboard-pci', '-device', 'virtio-tablet-pci', '-device', 'virtio-mouse-pci'];
+
+  // With the PC's i8042 (QEMU's default) the guest also has a PS/2 keyboard and mouse, but QEMU routes input to the
+  // virtio devices once their driver is up; without it, the virtio devices are the only ones.
+  const virtioNames = ['QEMU Virtio Keyboard', 'QEMU Virtio Tablet', 'QEMU Virtio Mouse'];
+  it.each([
+    { machine: 'pc', names: [...virtioNames, 'AT Translated Set 2 keyboard', 'ImExPS/2 Generic Explorer Mouse'] },
+    { machine: 'pc,i8042=off', names: virtioNames },
+  ])('echoes virtio keyboard, tablet and mouse events with wlscanout.input=1, and keeps drawing (-machine $machine)', async ({ machine, names }) => {
+    const vm = boot({ append: 'wlscanout.input=1 wlscanout.interval_ms=300', extra: ['-machine', machine, ...inputDevices] });
+    const { index: shown } = await vm.waitLine(/kms-guest: frame 0 shown/, 90_000);
+    const frame0At = Date.now();
+    for (const name of names) await vm.waitLine(new RegExp(`^kms-guest: input ${name}$`), 15_000, shown);
+    const inputLines = (): string[] => vm.lines.filter((l) => l.startsWith('kms-guest: input '));
+    console.log(`${machine}: input devices seen ${Date.now() - frame0At} ms after frame 0: ${inputLines().join(' | ')}`);
+
+    const send = (...events: object[]): Promise<unknown> => vm.command('input-send-event', { events });
+    const key = (qcode: string, down: boolean): object => ({ type: 'key', data: { down, key: { type: 'qcode', data: qcode } } });
+    /** Sends `events` and waits for `expected` serial lines in that order (other lines may come between). */
+    const expectLines = async (events: object[], expected: string[]): Promise<void> => {
+      let from = vm.lines.length;
+      await send(...events);
+      for (const line of expected) from = (await vm.waitLine(new RegExp(`^${line}$`), 10_000, from)).index + 1;
+    };
+
+    await expectLines([key('a', true)], ['kms-guest: key 30 1']); // KEY_A
+    await expectLines([key('a', false)], ['kms-guest: key 30 0']);
+    await expectLines([key('shift', true), key('ret', true), key('ret', false), key('shift', false)],
+      ['kms-guest: key 42 1', 'kms-guest: key 28 1', 'kms-guest: key 28 0', 'kms-guest: key 42 0']); // KEY_LEFTSHIFT, KEY_ENTER
+    // The tablet's axes are 0..32767 (ABS_X = 0, ABS_Y = 1), passed through unscaled; the kernel drops repeated values.
+    await expectLines([{ type: 'abs', data: { axis: 'x', value: 1000 } }, { type: 'abs', data: { axis: 'y', value: 32767 } }],
+      ['kms-guest: abs 0 1000', 'kms-guest: abs 1 32767']);
+    await expectLines([{ type: 'abs', data: { axis: 'x', value: 32767 } }, { type: 'abs', data: { axis: 'y', value: 0 } }],
+      ['kms-guest: abs 0 32767', 'kms-guest: abs 1 0']);
+    await expectLines([{ type: 'rel', data: { axis: 'x', value: 5 } }, { type: 'rel', data: { axis: 'y', value: -3 } }],
+      ['kms-guest: rel 0 5', 'kms-guest: rel 1 -3']); // REL_X, REL_Y (virtio mouse)
+    await expectLines([{ type: 'btn', data: { down: true, button: 'left' } }], ['kms-guest: key 272 1']); // BTN_LEFT
+    await expectLines([{ type: 'btn', data: { down: false, button: 'left' } }], ['kms-guest: key 272 0']);
+
+    // The display went on: frames kept coming at the interval, and the latest one is on screen pixel-exact.
+    const shownLines = vm.lines.map((l) => /kms-guest: frame (\d+) shown \d+x\d+ t=([\d.]+)/.exec(l)).filter((m) => m !== null);
+    const frames = shownLines.map((m) => Number(m[1]));
+    expect(frames).toEqual(frames.map((_, i) => i));
+    // Absolute deadlines every 300 ms: no frame early, none late by more than a TCG hiccup.
+    const t0 = Number(shownLines[0][2]);
+    for (const m of shownLines) {
+      const late = Number(m[2]) - t0 - Number(m[1]) * 0.3;
+      expect(late, m[0]).toBeGreaterThan(-0.01);
+      expect(late, m[0]).toBeLessThan(2);
+    }
+    const { match } = await vm.waitLine(new RegExp(`kms-guest: frame ${frames.length} shown`), 5000);
+    let result = { mismatches: -1, first: [] as string[] };
+    for (let attempt = 0; attempt < 5 && result.mismatches !== 0; attempt++) {
+      const last = Math.max(...vm.lines.map((l) => Number(/kms-guest: frame (\d+) shown/.exec(l)?.[1] ?? -1)));
+      const file = join(dir, `input-${attempt}.ppm`);
+      await vm.command('screendump', { filename: file });
+      result = compare(readPpm(file), last);
+      if (result.mismatches) await sleep(50); // a frame boundary raced the screendump
+    }
+    expect(result, `screen after ${match[0]}`).toEqual({ mismatches: 0, first: [] });
+    expect(inputLines().sort()).toEqual(names.map((name) => `kms-guest: input ${name}`).sort()); // each once, none gone
+    await vm.command('quit');
+    expect(await vm.exited(10_000)).toBe(0);
+  }, 180_000);
+
+  it('prints no input lines without wlscanout.input, even with input devices attached', async () => {
+    const vm = boot({ append: 'wlscanout.frames=2 wlscanout.interval_ms=200 wlscanout.exit=reboot', extra: inputDevices });
+    await vm.waitLine(/kms-guest: frame 0 shown/, 90_000);
+    await vm.command('input-send-event', { events: [{ type: 'key', data: { down: true, key: { type: 'qcode', data: 'a' } } }] });
+    await vm.waitLine(/kms-guest: done after 2 frames, rebooting/, 10_000);
+    expect(await vm.exited(20_000)).toBe(0);
+    expect(vm.lines.filter((l) => l.startsWith('kms-guest:'))
+      .map((l) => l.replace(/t=\d+\.\d{3}$/, 't=T').replace(/\d+x\d+/, 'WxH'))).toEqual([
+      'kms-guest: frame 0 shown WxH t=T', 'kms-guest: frame 1 shown WxH t=T', 'kms-guest: frame 2 shown WxH t=T',
+      'kms-guest: done after 2 frames, rebooting',
+    ]);
   }, 180_000);
 });

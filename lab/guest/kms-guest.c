@@ -5,10 +5,24 @@
  *   kernel command line: wlscanout.frames=N (default: forever)  wlscanout.interval_ms=MS (default 500)
  *   wlscanout.full=1: redraw and flush the whole frame each time (a full-screen workload, e.g. for benchmarks)
  *                        wlscanout.exit=reboot (reboot after the last frame; default: idle forever)
+ *                        wlscanout.input=1: after frame 0, also echo the input devices to the console (below)
  *   on a host:           kms-guest --dump W H FRAME  > pixels   (W*H little-endian 0x00RRGGBB words)
  *
  * The pattern is kms_guest_pixel() below; src/source/kms-guest-pattern.ts is the same function in TypeScript.
+ *
+ * Serial lines: "kms-guest: frame N shown WxH t=SECONDS" per frame, "kms-guest: done after N frames, rebooting|idling",
+ * "kms-guest: WHAT failed: errno N (TEXT)" (then it idles: PID 1 never exits).
+ * With wlscanout.input=1 (and only then) it opens every /dev/input/event* (virtio-keyboard-pci, virtio-tablet-pci,
+ * virtio-mouse-pci on the lab kernel; looked for every 200 ms for 5 s after frame 0, then every second, so late and
+ * hot-plugged devices are found too), waits for their events in ppoll() between frames and while idling, and prints
+ *   kms-guest: input NAME          once per device (EVIOCGNAME), "kms-guest: input gone NAME" when it goes away
+ *   kms-guest: input none found    when there is still no device 5 s after frame 0
+ *   kms-guest: key CODE VALUE      EV_KEY: Linux evdev key code (KEY_A = 30, BTN_LEFT = 272), 1 press 0 release 2 repeat
+ *   kms-guest: abs AXIS VALUE      EV_ABS: ABS_X = 0, ABS_Y = 1 (QEMU's virtio tablet: 0..32767)
+ *   kms-guest: rel AXIS VALUE      EV_REL: REL_X = 0, REL_Y = 1, REL_WHEEL = 8
+ * (EV_SYN, EV_MSC and the rest are not printed.) Without wlscanout.input the output and timing are as before.
  */
+#define _GNU_SOURCE /* ppoll */
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -18,7 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <poll.h>
 #include <unistd.h>
+#include <linux/input.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -140,6 +156,111 @@ static int open_virtio_gpu(void)
 	return -1;
 }
 
+/* wlscanout.input=1: the input devices being watched, found by rescanning /dev/input. */
+enum { MAX_INPUTS = 32 };
+static struct {
+	int on, count, announced_none;
+	struct pollfd fds[MAX_INPUTS];
+	char paths[MAX_INPUTS][32], names[MAX_INPUTS][128];
+	double started, next_scan;
+} input;
+
+static void input_scan(void)
+{
+	glob_t g;
+	if (glob("/dev/input/event*", 0, NULL, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc && input.count < MAX_INPUTS; i++) {
+			int known = 0;
+			for (int d = 0; d < input.count && !known; d++)
+				known = strcmp(input.paths[d], g.gl_pathv[i]) == 0;
+			if (known || strlen(g.gl_pathv[i]) >= sizeof input.paths[0])
+				continue;
+			int fd = open(g.gl_pathv[i], O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+			if (fd < 0)
+				continue; /* not ready yet (or gone): the next scan tries again */
+			int d = input.count++;
+			input.fds[d] = (struct pollfd){ .fd = fd, .events = POLLIN };
+			strcpy(input.paths[d], g.gl_pathv[i]);
+			if (ioctl(fd, EVIOCGNAME(sizeof input.names[d] - 1), input.names[d]) < 0)
+				snprintf(input.names[d], sizeof input.names[d], "%s", g.gl_pathv[i]);
+			input.names[d][sizeof input.names[d] - 1] = 0;
+			printf("kms-guest: input %s\n", input.names[d]);
+		}
+		globfree(&g);
+	}
+	double t = now();
+	if (input.count == 0 && !input.announced_none && t - input.started >= 5) {
+		input.announced_none = 1;
+		printf("kms-guest: input none found\n");
+	}
+	input.next_scan = t + (t - input.started < 5 ? 0.2 : 1.0);
+}
+
+static void input_remove(int d)
+{
+	printf("kms-guest: input gone %s\n", input.names[d]);
+	close(input.fds[d].fd);
+	input.count--;
+	input.fds[d] = input.fds[input.count];
+	memcpy(input.paths[d], input.paths[input.count], sizeof input.paths[d]);
+	memcpy(input.names[d], input.names[input.count], sizeof input.names[d]);
+}
+
+static void input_read(int d)
+{
+	struct input_event ev[64];
+	for (;;) {
+		ssize_t n = read(input.fds[d].fd, ev, sizeof ev);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) { /* ENODEV: unplugged */
+			input_remove(d);
+			return;
+		}
+		for (size_t i = 0; i < (size_t)n / sizeof ev[0]; i++) {
+			const char *kind = ev[i].type == EV_KEY ? "key" : ev[i].type == EV_ABS ? "abs" : ev[i].type == EV_REL ? "rel" : NULL;
+			if (kind)
+				printf("kms-guest: %s %u %d\n", kind, ev[i].code, ev[i].value);
+		}
+	}
+}
+
+/* Sleep until the absolute CLOCK_MONOTONIC time `deadline` (NULL: forever); with wlscanout.input, echo input
+ * events and rescan for devices meanwhile. */
+static void wait_until(const struct timespec *deadline)
+{
+	if (!input.on) {
+		if (deadline)
+			clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, deadline, NULL);
+		else
+			idle();
+		return;
+	}
+	for (;;) {
+		double t = now();
+		if (t >= input.next_scan) {
+			input_scan();
+			t = now();
+		}
+		double until = input.next_scan;
+		if (deadline) {
+			double end = deadline->tv_sec + deadline->tv_nsec / 1e9;
+			if (t >= end)
+				return;
+			until = end < until ? end : until;
+		}
+		double left = until > t ? until - t : 0;
+		struct timespec timeout = { (time_t)left, (long)((left - (time_t)left) * 1e9) };
+		if (ppoll(input.fds, input.count, &timeout, NULL) <= 0)
+			continue;
+		for (int d = input.count - 1; d >= 0; d--) /* backwards: input_remove moves the last one into d */
+			if (input.fds[d].revents)
+				input_read(d);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (getpid() != 1 && argc > 1 && strcmp(argv[1], "--dump") == 0)
@@ -237,6 +358,12 @@ int main(int argc, char **argv)
 	IOCTL(fd, DRM_IOCTL_MODE_SETCRTC, &set);
 	printf("kms-guest: frame 0 shown %ux%u t=%.3f\n", w, h, now());
 
+	const char *input_arg = cmdline_param("wlscanout.input");
+	if (input_arg && input_arg[0] == '1') {
+		input.on = 1;
+		input.started = input.next_scan = now();
+	}
+
 	/* Only the frame box changes; it stays inside the border. */
 	const char *full_arg = cmdline_param("wlscanout.full");
 	int full = full_arg && full_arg[0] == '1';
@@ -258,7 +385,7 @@ int main(int argc, char **argv)
 		next.tv_nsec += (long)(interval_ms % 1000) * 1000000L;
 		next.tv_sec += interval_ms / 1000 + next.tv_nsec / 1000000000L;
 		next.tv_nsec %= 1000000000L;
-		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+		wait_until(&next);
 		if (clip.x2 > clip.x1 && clip.y2 > clip.y1) {
 			if (frame0) {
 				memcpy(map, frame0, (size_t)dumb.pitch * h);
@@ -278,5 +405,5 @@ int main(int argc, char **argv)
 		reboot(RB_AUTOBOOT);
 		fail("reboot");
 	}
-	idle();
+	wait_until(NULL);
 }
