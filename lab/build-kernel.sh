@@ -13,6 +13,12 @@ cache=${WLSCANOUT_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wlscanout-lab}
 out="$cache/kernel-$key/bzImage"
 if [ -s "$out" ]; then echo "$out"; exit 0; fi
 
+# One build per key at a time: a second caller waits for the first one's result instead of wiping its tree.
+mkdir -p "$cache"
+exec 9>"$cache/build-$key.lock"
+flock 9
+if [ -s "$out" ]; then echo "$out"; exit 0; fi
+
 work="$cache/build-$key"
 rm -rf "$work" && mkdir -p "$work"
 echo "build-kernel: building lab kernel $key from linux-source $src_version (about 7 minutes)" >&2

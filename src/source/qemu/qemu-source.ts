@@ -1,5 +1,6 @@
 // QEMU's D-Bus display as a frame source: dmabuf scan-outs (gl=on) become blob resources passed straight
-// through; pixel scan-outs (gl=off) are copied once into a memfd surface (the D-Bus messages carry bytes).
+// through; pixel scan-outs (gl=off) are copied once into one of two memfd surfaces, the one the compositor is
+// not reading (copy-surfaces.ts; the D-Bus messages carry bytes).
 // QEMU holds the guest until UpdateDMABUF is answered: the answer goes when the frame is committed to the
 // compositor (or dropped). That keeps one frame in flight: the presenter commits once per frame callback, so a
 // guest flushing faster waits on its next answer until the compositor asks for a frame.
@@ -7,8 +8,9 @@ import type { QemuDisplay, ScanoutEvent, UpdateEvent, DmabufScanoutEvent, Dmabuf
 import { PixmanFormat } from './display.js';
 import { BlobResource } from '../blob-resource.js';
 import { MAX_DIMENSION } from '../../import/checks.js';
-import type { BlobFrame, FrameSink, MemfdFrame, ScanoutFrame } from '../frame.js';
-import { memfdCreate, ftruncate, addSeals, mmap, munmap, close, constants } from '../../native/fds.js';
+import type { BlobFrame, FrameSink, ScanoutFrame } from '../frame.js';
+import { close } from '../../native/fds.js';
+import { CopySurfaces, type CopySurface } from './copy-surfaces.js';
 import { formatByName, type PixelFormat } from '../../formats.js';
 import { log } from '../../log.js';
 
@@ -18,15 +20,6 @@ const PIXMAN_TO_FORMAT = new Map<number, PixelFormat>([
   [PixmanFormat.x8b8g8r8, formatByName('XBGR8888')!],
   [PixmanFormat.a8b8g8r8, formatByName('ABGR8888')!],
 ]);
-
-interface Surface {
-  memfd: number;
-  map: ArrayBuffer;
-  width: number;
-  height: number;
-  stride: number;
-  format: PixelFormat;
-}
 
 export interface QemuSourceStats {
   scanouts: number;
@@ -39,7 +32,7 @@ export interface QemuSourceStats {
 
 export class QemuSource {
   readonly stats: QemuSourceStats = { scanouts: 0, dmabufScanouts: 0, updates: 0, dmabufUpdates: 0, bytesCopied: 0, refused: 0 };
-  private surface: Surface | null = null;
+  private readonly surfaces = new CopySurfaces();
   private resource: BlobResource | null = null;
   private nextResourceId = 1;
   private seq = 0;
@@ -72,31 +65,35 @@ export class QemuSource {
     this.owed.clear();
     this.resource?.unref();
     this.resource = null;
-    this.dropSurface();
+    this.surfaces.drop();
   }
 
   private onScanout(e: ScanoutEvent): void {
     this.stats.scanouts++;
-    const surface = this.ensureSurface(e.width, e.height, e.pixmanFormat);
-    if (!surface) return;
-    this.copyRect(surface, 0, 0, e.width, e.height, e.stride, e.data);
-    this.presentSurface(null);
+    if (!this.ensureSurfaces(e.width, e.height, e.pixmanFormat)) return;
+    const surface = this.surfaces.writable();
+    if (!this.copyRect(surface, 0, 0, e.width, e.height, e.stride, e.data)) return;
+    this.surfaces.written(surface, null);
+    this.present(this.surfaces.frame(surface, null, this.seq++));
   }
 
   private onResize(e: ResizeEvent): void {
-    this.ensureSurface(e.width, e.height, e.pixmanFormat);
+    this.ensureSurfaces(e.width, e.height, e.pixmanFormat);
   }
 
   private onUpdate(e: UpdateEvent): void {
     this.stats.updates++;
-    const surface = this.surface;
-    if (!surface || e.x < 0 || e.y < 0 || e.w <= 0 || e.h <= 0 || e.x + e.w > surface.width || e.y + e.h > surface.height) {
+    const size = this.surfaces.size;
+    if (!size || e.x < 0 || e.y < 0 || e.w <= 0 || e.h <= 0 || e.x + e.w > size.width || e.y + e.h > size.height) {
       this.stats.refused++;
-      log.warn({ x: e.x, y: e.y, w: e.w, h: e.h, surface: surface && `${surface.width}x${surface.height}` }, 'qemu: update outside the surface ignored');
+      log.warn({ x: e.x, y: e.y, w: e.w, h: e.h, surface: size && `${size.width}x${size.height}` }, 'qemu: update outside the surface ignored');
       return;
     }
-    this.copyRect(surface, e.x, e.y, e.w, e.h, e.stride, e.data);
-    this.presentSurface([{ x: e.x, y: e.y, width: e.w, height: e.h }]);
+    const surface = this.surfaces.writable();
+    if (!this.copyRect(surface, e.x, e.y, e.w, e.h, e.stride, e.data)) return;
+    const rect = { x: e.x, y: e.y, width: e.w, height: e.h };
+    this.surfaces.written(surface, rect);
+    this.present(this.surfaces.frame(surface, [rect], this.seq++));
   }
 
   private onScanoutDmabuf(e: DmabufScanoutEvent): void {
@@ -149,14 +146,6 @@ export class QemuSource {
     this.present(frame);
   }
 
-  private presentSurface(damage: MemfdFrame['damage']): void {
-    const s = this.surface!;
-    this.present({
-      fd: s.memfd, offset: 0, width: s.width, height: s.height, stride: s.stride, fourcc: s.format.fourcc,
-      damage, seq: this.seq++, flushedAt: process.hrtime.bigint(), release: () => {},
-    });
-  }
-
   private present(frame: ScanoutFrame): void {
     try {
       this.sink.present(frame);
@@ -166,48 +155,29 @@ export class QemuSource {
     }
   }
 
-  private ensureSurface(width: number, height: number, pixmanFormat: number): Surface | null {
+  private ensureSurfaces(width: number, height: number, pixmanFormat: number): boolean {
     const format = PIXMAN_TO_FORMAT.get(pixmanFormat);
     if (!format || width <= 0 || height <= 0 || width > MAX_DIMENSION || height > MAX_DIMENSION) {
       this.stats.refused++;
       log.error({ width, height, pixmanFormat: `0x${pixmanFormat.toString(16)}` }, 'qemu: surface refused');
-      return null;
+      return false;
     }
-    const s = this.surface;
-    if (s && s.width === width && s.height === height && s.format === format) return s;
-    this.dropSurface();
-    const stride = width * 4;
-    const size = Math.ceil((stride * height) / constants.PAGE_SIZE) * constants.PAGE_SIZE;
-    const memfd = memfdCreate('wlscanout-qemu-surface', true);
-    try {
-      ftruncate(memfd, size);
-      addSeals(memfd, constants.F_SEAL_SHRINK | constants.F_SEAL_GROW | constants.F_SEAL_SEAL);
-      this.surface = { memfd, map: mmap(memfd, 0, size, true), width, height, stride, format };
-    } catch (error) {
-      close(memfd);
-      throw error;
-    }
-    return this.surface;
+    this.surfaces.ensure(width, height, format);
+    return true;
   }
 
-  private dropSurface(): void {
-    if (!this.surface) return;
-    munmap(this.surface.map);
-    close(this.surface.memfd); // the compositor's pool keeps its own reference
-    this.surface = null;
-  }
-
-  private copyRect(s: Surface, x: number, y: number, w: number, h: number, srcStride: number, data: Buffer): void {
+  private copyRect(s: CopySurface, x: number, y: number, w: number, h: number, srcStride: number, data: Buffer): boolean {
     const rowBytes = w * 4;
     if (srcStride < rowBytes || data.length < srcStride * (h - 1) + rowBytes) {
       this.stats.refused++;
       log.warn({ x, y, w, h, srcStride, bytes: data.length }, 'qemu: pixel data shorter than its rectangle, ignored');
-      return;
+      return false;
     }
     const dst = new Uint8Array(s.map);
     for (let row = 0; row < h; row++) {
       dst.set(data.subarray(row * srcStride, row * srcStride + rowBytes), (y + row) * s.stride + x * 4);
     }
     this.stats.bytesCopied += rowBytes * h;
+    return true;
   }
 }
