@@ -15,6 +15,12 @@ export interface Global {
   version: number;
 }
 
+export interface SeatEntry {
+  seat: WlSeat;
+  capabilities: number;
+  watchers: ((capabilities: number) => void)[];
+}
+
 export interface Globals {
   all: Global[];
   compositor: WlCompositor;
@@ -39,8 +45,8 @@ export interface Globals {
   relativePointerManager: ZwpRelativePointerManagerV1 | null;
   shortcutsInhibitManager: ZwpKeyboardShortcutsInhibitManagerV1 | null;
   outputs: Map<number, { output: WlOutput; name: number; scale: number; width: number; height: number }>;
-  /** Seats with their latest wl_seat.capabilities. */
-  seats: { seat: WlSeat; capabilities: number }[];
+  /** Seats with their latest wl_seat.capabilities; `watchers` are called when those change. */
+  seats: SeatEntry[];
 }
 
 /** Binds globals after one roundtrip, then a second roundtrip collects their initial events. */
@@ -101,8 +107,13 @@ export async function bindGlobals(connection: Connection): Promise<Globals> {
     globals.outputs.set(output.handle, entry);
   }
   for (const g of all.filter((x) => x.interface === 'wl_seat')) {
-    const entry = { seat: registry.bind(g.name, WlSeat, Math.min(g.version, 5)), capabilities: 0 };
-    entry.seat.on({ capabilities: (caps) => { entry.capabilities = caps; } });
+    const entry: SeatEntry = { seat: registry.bind(g.name, WlSeat, Math.min(g.version, 5)), capabilities: 0, watchers: [] };
+    entry.seat.on({
+      capabilities: (caps) => {
+        entry.capabilities = caps;
+        for (const watch of entry.watchers) watch(caps);
+      },
+    });
     globals.seats.push(entry);
   }
   await connection.roundtrip();

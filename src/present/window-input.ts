@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { Globals } from './globals.js';
 import type { Window } from './window.js';
-import type { WlBuffer, WlKeyboard, WlPointer, WlSurface, ZwpLockedPointerV1, ZwpRelativePointerV1, ZwpKeyboardShortcutsInhibitorV1 } from '../wayland/protocols/index.js';
+import type { WlBuffer, WlKeyboard, WlPointer, WlSeat, WlSurface, ZwpLockedPointerV1, ZwpRelativePointerV1, ZwpKeyboardShortcutsInhibitorV1 } from '../wayland/protocols/index.js';
 import { WlKeyboardKeyState, WlPointerAxis, WlPointerButtonState, WlSeatCapability, ZwpPointerConstraintsV1Lifetime } from '../wayland/protocols/index.js';
 import { close, ftruncate, memfdCreate, mmap, munmap } from '../native/fds.js';
 import { formatByName } from '../formats.js';
@@ -61,21 +61,56 @@ export class WindowInput extends EventEmitter<WindowInputEvents> {
   private cursorHidden = false;
   private wheelRemainder = 0;
   private relativeMode = false;
+  private readonly unwatch: (() => void)[] = [];
 
   constructor(private readonly globals: Globals, private readonly window: Window) {
     super();
-    for (const { seat, capabilities } of globals.seats) {
+    for (const entry of globals.seats) {
       const devices: SeatDevices = {
         keyboard: null, pointer: null, pointerSerial: 0, heldKeys: new Set(), inhibitor: null, relative: null, lock: null,
       };
-      if (capabilities & WlSeatCapability.keyboard) {
-        devices.keyboard = this.watchKeyboard(seat.getKeyboard(), devices);
-        // Active only while the window has keyboard focus (the compositor decides, and may refuse).
-        devices.inhibitor = globals.shortcutsInhibitManager?.inhibitShortcuts(window.surface, seat) ?? null;
-      }
-      if (capabilities & WlSeatCapability.pointer) devices.pointer = this.watchPointer(seat.getPointer(), devices);
       this.seats.push(devices);
+      // Seats gain and lose devices at any time (a keyboard plugged in; sway's seat has none until one appears).
+      const update = (capabilities: number): void => this.updateDevices(entry.seat, devices, capabilities);
+      entry.watchers.push(update);
+      this.unwatch.push(() => entry.watchers.splice(entry.watchers.indexOf(update), 1));
+      update(entry.capabilities);
     }
+  }
+
+  private updateDevices(seat: WlSeat, devices: SeatDevices, capabilities: number): void {
+    const hasKeyboard = (capabilities & WlSeatCapability.keyboard) !== 0;
+    const hasPointer = (capabilities & WlSeatCapability.pointer) !== 0;
+    if (hasKeyboard && !devices.keyboard) {
+      devices.keyboard = this.watchKeyboard(seat.getKeyboard(), devices);
+      // Active only while the window has keyboard focus (the compositor decides, and may refuse).
+      devices.inhibitor = this.globals.shortcutsInhibitManager?.inhibitShortcuts(this.window.surface, seat) ?? null;
+    } else if (!hasKeyboard && devices.keyboard) {
+      this.dropKeyboard(devices);
+    }
+    if (hasPointer && !devices.pointer) {
+      devices.pointer = this.watchPointer(seat.getPointer(), devices);
+    } else if (!hasPointer && devices.pointer) {
+      this.dropPointer(devices);
+    }
+  }
+
+  private dropKeyboard(devices: SeatDevices): void {
+    devices.inhibitor?.destroy();
+    devices.inhibitor = null;
+    if (devices.keyboard && !devices.keyboard.destroyed && devices.keyboard.version >= 3) devices.keyboard.release();
+    devices.keyboard = null;
+    if (devices.heldKeys.size) {
+      devices.heldKeys.clear();
+      this.emit('blur');
+    }
+  }
+
+  private dropPointer(devices: SeatDevices): void {
+    this.unlock(devices);
+    if (devices.pointer && !devices.pointer.destroyed && devices.pointer.version >= 3) devices.pointer.release();
+    devices.pointer = null;
+    devices.pointerSerial = 0;
   }
 
   private watchKeyboard(keyboard: WlKeyboard, devices: SeatDevices): WlKeyboard {
@@ -241,11 +276,10 @@ export class WindowInput extends EventEmitter<WindowInputEvents> {
   }
 
   destroy(): void {
+    for (const off of this.unwatch.splice(0)) off();
     for (const devices of this.seats) {
-      this.unlock(devices);
-      devices.inhibitor?.destroy();
-      if (devices.keyboard && !devices.keyboard.destroyed && devices.keyboard.version >= 3) devices.keyboard.release();
-      if (devices.pointer && !devices.pointer.destroyed && devices.pointer.version >= 3) devices.pointer.release();
+      this.dropKeyboard(devices);
+      this.dropPointer(devices);
     }
     this.seats.length = 0;
     this.destroyCursor();

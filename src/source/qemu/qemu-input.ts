@@ -45,7 +45,14 @@ export function forwardInput(input: WindowInput, display: QemuDisplay): InputFor
     if (!absolute && !previous) return; // the first position only sets where relative motion starts
     inFlight = true;
     stats.motions++;
-    const sent = absolute ? display.mouse.setAbsPosition(x, y) : display.mouse.relMotion(x - previous!.x, y - previous!.y);
+    const wasAbsolute = absolute;
+    const sent = (absolute ? display.mouse.setAbsPosition(x, y) : display.mouse.relMotion(x - previous!.x, y - previous!.y))
+      .catch((e: Error) => {
+        // QEMU 7.2's IsAbsolute property can lag the guest's devices; its refusal is the reliable answer.
+        if (wasAbsolute && /not absolute/.test(e.message)) onMode(false);
+        else if (!wasAbsolute && /not relative/.test(e.message)) onMode(true);
+        else throw e;
+      });
     call('motion', sent.finally(() => {
       inFlight = false;
       const next = queued;
@@ -94,9 +101,13 @@ export function forwardInput(input: WindowInput, display: QemuDisplay): InputFor
     relativeRemainder = { x: x - ix, y: y - iy };
     if (ix === 0 && iy === 0) return;
     stats.motions++;
-    call('relative motion', display.mouse.relMotion(ix, iy));
+    call('relative motion', display.mouse.relMotion(ix, iy).catch((e: Error) => {
+      if (/not relative/.test(e.message)) onMode(true);
+      else throw e;
+    }));
   };
   const onMode = (mode: boolean): void => {
+    log.debug({ absolute: mode }, 'qemu: the guest\'s pointer mode');
     absolute = mode;
     last = null;
     input.setRelativeMode(!mode);
@@ -111,7 +122,8 @@ export function forwardInput(input: WindowInput, display: QemuDisplay): InputFor
   display.on('cursor-define', onCursor);
   display.on('mouse-set', onMouseSet);
   display.on('mouse-mode', onMode);
-  display.mouse.isAbsolute().then((mode) => onMode(mode), () => {});
+  // Absolute until QEMU says otherwise (a refused SetAbsPosition, or IsAbsolute changing): its IsAbsolute
+  // property read at attach time can be stale (QEMU 7.2 answers false with an active virtio tablet).
   return {
     stats,
     stop: () => {

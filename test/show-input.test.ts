@@ -1,0 +1,182 @@
+// Input end to end: a "user" types and moves the pointer over `wlscanout show`'s fullscreen window in headless
+// sway (virtual keyboard and pointer, src/embedded/input-injector.ts), and a real guest — the lab kernel's KMS
+// guest on QEMU 7.2 with virtio keyboard and tablet, echoing its evdev events to the serial console
+// (wlscanout.input=1) — receives them: keys with their codes (letters and E0-extended keys), the absolute
+// position scaled to the tablet's range, buttons and the wheel.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSway, type Compositor } from '../src/embedded/compositors.js';
+import { InputInjector, BTN_LEFT } from '../src/embedded/input-injector.js';
+import { kmsGuestBootArgs, waitForQmp } from './qemu-helpers.js';
+import { labKernel } from './lab-kernel.js';
+import { sleep } from './helpers.js';
+
+const cli = path.join(import.meta.dirname, '../dist/cli/main.js');
+const W = 1280;
+const H = 800;
+const KEY_A = 30;
+const KEY_RIGHTCTRL = 97; // qnum 0x9d: an E0-prefixed key
+const KEY_UP = 103; // qnum 0xc8
+
+describe('wlscanout show forwards keyboard and pointer to a real guest (sway, QEMU virtio input)', () => {
+  let sway: Compositor;
+  let qemu: ChildProcess;
+  let show: ChildProcess;
+  let injector: InputInjector;
+  let dir: string;
+  const serial: string[] = [];
+  let showErr = '';
+
+  /** The next serial line matching `re` after line `from`. */
+  async function waitLine(re: RegExp, from: number, timeoutMs = 10_000): Promise<{ match: RegExpMatchArray; index: number }> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      for (let i = from; i < serial.length; i++) {
+        const match = re.exec(serial[i]);
+        if (match) return { match, index: i };
+      }
+      if (Date.now() > deadline) throw new Error(`no serial line ${re} after line ${from}; serial: ${serial.slice(-15).join(' | ')}; show: ${showErr}`);
+      await sleep(50);
+    }
+  }
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wlscanout-input-'));
+    sway = await startSway({ width: W, height: H });
+    // i8042=off: the virtio devices are the guest's only keyboard and pointer.
+    qemu = spawn('qemu-system-x86_64', ['-machine', 'pc,i8042=off', '-m', '256', '-smp', '1', '-vga', 'none', '-net', 'none',
+      '-no-reboot', '-device', 'virtio-gpu-pci', '-device', 'virtio-keyboard-pci', '-device', 'virtio-tablet-pci',
+      '-display', 'dbus,p2p=yes', '-serial', 'stdio', '-monitor', 'none', '-qmp', `unix:${dir}/qmp,server=on,wait=off`,
+      ...kmsGuestBootArgs(labKernel(), 'wlscanout.frames=1 wlscanout.interval_ms=100 wlscanout.input=1')],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+    let partial = '';
+    qemu.stdout!.on('data', (chunk: Buffer) => {
+      const parts = (partial + chunk.toString('latin1')).split(/\r?\n/);
+      partial = parts.pop()!;
+      serial.push(...parts);
+    });
+    await waitForQmp(`${dir}/qmp`);
+    show = spawn(process.execPath, [cli, 'show', '--qmp', `${dir}/qmp`, '--fullscreen', '--display', sway.socket],
+      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...sway.env, WLSCANOUT_LOG_LEVEL: process.env.WLSCANOUT_LOG_LEVEL ?? 'warn' } });
+    show.stderr!.on('data', (d) => { showErr += d; });
+    await waitLine(/kms-guest: input QEMU Virtio Tablet/, 0, 90_000);
+    await waitLine(/kms-guest: frame 1 shown 1280x800/, 0, 30_000);
+    injector = await InputInjector.open(sway.socket);
+    await sleep(500); // the window is fullscreen and focused
+  }, 150_000);
+  afterAll(async () => {
+    await injector?.close();
+    show?.kill('SIGKILL');
+    qemu?.kill('SIGKILL');
+    await sway?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('typing reaches the guest as the same evdev codes, extended keys included', async () => {
+    const from = serial.length;
+    await injector.type('a');
+    let at = (await waitLine(new RegExp(`kms-guest: key ${KEY_A} 1`), from)).index;
+    at = (await waitLine(new RegExp(`kms-guest: key ${KEY_A} 0`), at + 1)).index;
+    for (const code of [KEY_RIGHTCTRL, KEY_UP]) {
+      await injector.key(code, true);
+      await injector.key(code, false);
+      at = (await waitLine(new RegExp(`kms-guest: key ${code} 1`), at + 1)).index;
+      at = (await waitLine(new RegExp(`kms-guest: key ${code} 0`), at + 1)).index;
+    }
+  }, 30_000);
+
+  it('absolute pointer moves arrive at the tablet, scaled from guest pixels to its 0..32767 range', async () => {
+    for (const [x, y] of [[640, 400], [1280 / 4, 800 * 3 / 4]] as const) {
+      const from = serial.length;
+      await injector.pointerMoveAbsolute(x, y, W, H);
+      // QEMU scales SetAbsPosition by the console size: value × 32767 / size.
+      const ax = Number((await waitLine(/kms-guest: abs 0 (\d+)/, from)).match[1]);
+      const ay = Number((await waitLine(/kms-guest: abs 1 (\d+)/, from)).match[1]);
+      expect(Math.abs(ax - Math.floor((x * 32767) / W)), `x ${ax}`).toBeLessThanOrEqual(1);
+      expect(Math.abs(ay - Math.floor((y * 32767) / H)), `y ${ay}`).toBeLessThanOrEqual(1);
+    }
+  }, 30_000);
+
+  it('buttons and the wheel arrive', async () => {
+    const from = serial.length;
+    await injector.pointerButton(BTN_LEFT, true);
+    await injector.pointerButton(BTN_LEFT, false);
+    let at = (await waitLine(new RegExp(`kms-guest: key ${BTN_LEFT} 1`), from)).index;
+    at = (await waitLine(new RegExp(`kms-guest: key ${BTN_LEFT} 0`), at + 1)).index;
+    await injector.axis(1);
+    await waitLine(/kms-guest: rel 8 -1/, at + 1); // REL_WHEEL, one notch down
+  }, 30_000);
+});
+
+describe('wlscanout show with a relative guest mouse: a click locks the pointer, its motion is forwarded (sway)', () => {
+  let sway: Compositor;
+  let qemu: ChildProcess;
+  let show: ChildProcess;
+  let injector: InputInjector;
+  let dir: string;
+  const serial: string[] = [];
+
+  async function waitLine(re: RegExp, from: number, timeoutMs = 10_000): Promise<{ match: RegExpMatchArray; index: number }> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      for (let i = from; i < serial.length; i++) {
+        const match = re.exec(serial[i]);
+        if (match) return { match, index: i };
+      }
+      if (Date.now() > deadline) throw new Error(`no serial line ${re} after line ${from}; serial: ${serial.slice(-15).join(' | ')}`);
+      await sleep(50);
+    }
+  }
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wlscanout-input-rel-'));
+    sway = await startSway({ width: W, height: H });
+    qemu = spawn('qemu-system-x86_64', ['-machine', 'pc,i8042=off', '-m', '256', '-smp', '1', '-vga', 'none', '-net', 'none',
+      '-no-reboot', '-device', 'virtio-gpu-pci', '-device', 'virtio-mouse-pci',
+      '-display', 'dbus,p2p=yes', '-serial', 'stdio', '-monitor', 'none', '-qmp', `unix:${dir}/qmp,server=on,wait=off`,
+      ...kmsGuestBootArgs(labKernel(), 'wlscanout.frames=1 wlscanout.interval_ms=100 wlscanout.input=1')],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+    let partial = '';
+    qemu.stdout!.on('data', (chunk: Buffer) => {
+      const parts = (partial + chunk.toString('latin1')).split(/\r?\n/);
+      partial = parts.pop()!;
+      serial.push(...parts);
+    });
+    await waitForQmp(`${dir}/qmp`);
+    show = spawn(process.execPath, [cli, 'show', '--qmp', `${dir}/qmp`, '--fullscreen', '--display', sway.socket],
+      { stdio: 'ignore', env: { ...sway.env, WLSCANOUT_LOG_LEVEL: 'warn' } });
+    await waitLine(/kms-guest: input QEMU Virtio Mouse/, 0, 90_000);
+    await waitLine(/kms-guest: frame 1 shown 1280x800/, 0, 30_000);
+    injector = await InputInjector.open(sway.socket);
+    await sleep(500);
+  }, 150_000);
+  afterAll(async () => {
+    await injector?.close();
+    show?.kill('SIGKILL');
+    qemu?.kill('SIGKILL');
+    await sway?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('moves before the click do not reach the guest; after it, relative motion does', async () => {
+    const start = serial.length;
+    await injector.pointerMoveAbsolute(600, 400, W, H); // refused by QEMU as absolute: we switch to relative
+    await injector.pointerMoveAbsolute(700, 450, W, H); // not locked yet: not forwarded
+    await sleep(300);
+    const from = serial.length;
+    expect(serial.slice(start, from).filter((l) => /kms-guest: (rel|abs) /.test(l))).toEqual([]);
+    await injector.pointerButton(BTN_LEFT, true); // locks the pointer
+    await injector.pointerButton(BTN_LEFT, false);
+    await waitLine(new RegExp(`kms-guest: key ${BTN_LEFT} 0`), from);
+    await sleep(300);
+    const moved = serial.length;
+    await injector.pointerMoveRelative(7, -4);
+    const x = await waitLine(/kms-guest: rel 0 (-?\d+)/, moved);
+    const y = await waitLine(/kms-guest: rel 1 (-?\d+)/, moved);
+    expect(Number(x.match[1])).toBe(7);
+    expect(Number(y.match[1])).toBe(-4);
+  }, 30_000);
+});
