@@ -12,6 +12,9 @@ import { labKernel } from './lab-kernel.js';
 import { sleep } from './helpers.js';
 
 const cli = path.join(import.meta.dirname, '../dist/cli/main.js');
+/** Console 1's window: the guest drives only connector 0, so QEMU shows its own "not initialized" surface there,
+ *  or nothing and we show the placeholder, depending on when the guest's driver takes over. */
+const CONSOLE_1 = /^wlscanout: testvm — virtio-gpu-pci\.1( \((no display output yet|display disabled)\))?$/;
 
 interface SwayNode { name: string | null; app_id?: string | null; nodes?: SwayNode[]; floating_nodes?: SwayNode[] }
 
@@ -76,9 +79,9 @@ describe('wlscanout show: one window per graphic console (real QEMU, two heads)'
     await waitForQmp(qmp);
     const s = show(['--qmp', qmp]);
     try {
-      // Console 1 never gets a scan-out (the guest drives one connector): it shows a placeholder and says so.
-      const want = ['wlscanout: testvm — virtio-gpu-pci.0', 'wlscanout: testvm — virtio-gpu-pci.1 (no display output yet)'];
-      expect(await waitForTitles(sway, (t) => JSON.stringify(t) === JSON.stringify(want), 60_000)).toEqual(want);
+      const seen = await waitForTitles(sway, (t) => t.length === 2 && t[0] === 'wlscanout: testvm — virtio-gpu-pci.0' &&
+        CONSOLE_1.test(t[1]), 60_000);
+      expect(seen[1]).toMatch(CONSOLE_1);
       qemu.kill('SIGKILL');
       expect(await s.exited, s.stderr()).toBe(3);
       expect(s.stderr()).toMatch(/^QEMU closed the display: .*frames shown.*; .*frames shown/m);
@@ -93,8 +96,7 @@ describe('wlscanout show: one window per graphic console (real QEMU, two heads)'
     await waitForQmp(qmp);
     const s = show(['--qmp', qmp, '--console', '1', '--wait']);
     try {
-      const placeholder = ['wlscanout: testvm — virtio-gpu-pci.1 (no display output yet)'];
-      expect(await waitForTitles(sway, (t) => JSON.stringify(t) === JSON.stringify(placeholder), 20_000)).toEqual(placeholder);
+      expect(await waitForTitles(sway, (t) => t.length === 1 && CONSOLE_1.test(t[0]), 20_000)).toHaveLength(1);
       qemu.kill('SIGKILL');
       expect(await waitForTitles(sway, (t) => t[0]?.endsWith('(disconnected, waiting for QEMU)'), 10_000))
         .toEqual(['wlscanout: testvm — virtio-gpu-pci.1 (disconnected, waiting for QEMU)']);
