@@ -497,7 +497,7 @@ describe('QEMU listener (against a fake QEMU)', () => {
 
   it("answers QEMU's Properties.GetAll", async () => {
     const reply = await peer.replyTo(await peer.call(LISTENER_PATH, 'org.freedesktop.DBus.Properties', 'GetAll', 's', [LISTENER_INTERFACE]));
-    expect(reply.body).toEqual([new Map([['Interfaces', variant('as', [])]])]);
+    expect(reply.body).toEqual([new Map([['Interfaces', variant('as', ['org.qemu.Display1.Listener.Unix.Map', 'org.qemu.Display1.Listener.Unix.ScanoutDMABUF2'])]])]);
   });
 
   it('scanout, then updates that fit; an update beyond the surface is a resize read from the console', async () => {

@@ -1,12 +1,16 @@
 // Our org.qemu.Display1.Listener at /org/qemu/Display1/Listener: QEMU calls it with the console's scan-out,
 // and it turns the calls into events on a sink (the QemuDisplay), in the order QEMU made them.
-import { close as closeFd } from '../../native/fds.js';
+import { close as closeFd, fstat } from '../../native/fds.js';
 import { log } from '../../log.js';
 import type { DBusConnection } from './dbus/connection.js';
 import { DBusError, ErrorNames } from './dbus/errors.js';
 
 export const LISTENER_PATH = '/org/qemu/Display1/Listener';
 export const LISTENER_INTERFACE = 'org.qemu.Display1.Listener';
+/** QEMU 9.2+: the surface's own memfd instead of its bytes (zero copy). */
+export const MAP_INTERFACE = 'org.qemu.Display1.Listener.Unix.Map';
+/** QEMU 10.1+: multi-plane dmabuf scan-outs with a sub-rectangle of a larger backing. */
+export const DMABUF2_INTERFACE = 'org.qemu.Display1.Listener.Unix.ScanoutDMABUF2';
 /** QEMU waits 1 s for the UpdateDMABUF reply, holding the guest's display meanwhile. */
 export const UPDATE_DMABUF_SAFETY_MS = 750;
 
@@ -30,6 +34,18 @@ export interface DmabufScanoutEvent { fd: number; width: number; height: number;
  * the frame is presented or copied); after UPDATE_DMABUF_SAFETY_MS the reply goes anyway, with a warning.
  */
 export interface DmabufUpdateEvent { x: number; y: number; w: number; h: number; done(): void }
+/** QEMU's surface as a memfd range (Unix.Map). fd belongs to the listener of this event, which must close it. */
+export interface MapScanoutEvent { fd: number; offset: number; width: number; height: number; stride: number; pixmanFormat: number }
+/** The mapped surface changed in this rectangle. */
+export interface MapUpdateEvent { x: number; y: number; w: number; h: number }
+/**
+ * A dmabuf scan-out of one to four planes, showing the rectangle x, y, width × height of a backing of
+ * backingWidth × backingHeight. fds (one per plane) belong to the listener of this event, which must close them.
+ */
+export interface Dmabuf2ScanoutEvent {
+  fds: number[]; x: number; y: number; width: number; height: number; offsets: number[]; strides: number[];
+  fourcc: number; backingWidth: number; backingHeight: number; modifier: bigint; y0Top: boolean;
+}
 export interface MouseSetEvent { x: number; y: number; on: boolean }
 /** data: ARGB32, width*height pixels. */
 export interface CursorDefineEvent { width: number; height: number; hotX: number; hotY: number; data: Buffer }
@@ -39,6 +55,9 @@ export type ListenerEvents = {
   update: [UpdateEvent];
   resize: [ResizeEvent];
   'scanout-dmabuf': [DmabufScanoutEvent];
+  'scanout-map': [MapScanoutEvent];
+  'update-map': [MapUpdateEvent];
+  'scanout-dmabuf2': [Dmabuf2ScanoutEvent];
   'update-dmabuf': [DmabufUpdateEvent];
   disable: [];
   'mouse-set': [MouseSetEvent];
@@ -65,7 +84,7 @@ export class DisplayListener {
   private holds = 0;
   private paused: boolean;
   private readonly pendingDmabufReplies = new Set<() => void>();
-  private readonly unexport: () => void;
+  private readonly unexport: (() => void)[];
 
   /**
    * Serves the listener on `connection`; readConsoleSize reads the console's current Width and Height.
@@ -78,8 +97,8 @@ export class DisplayListener {
     const invalid = (why: string): never => {
       throw new DBusError(ErrorNames.invalidArgs, why);
     };
-    this.unexport = connection.exportInterface(LISTENER_PATH, LISTENER_INTERFACE, {
-      properties: { Interfaces: { signature: 'as', get: () => [] } },
+    this.unexport = [connection.exportInterface(LISTENER_PATH, LISTENER_INTERFACE, {
+      properties: { Interfaces: { signature: 'as', get: () => [MAP_INTERFACE, DMABUF2_INTERFACE] } },
       methods: {
         Scanout: {
           in: 'uuuuay',
@@ -158,7 +177,65 @@ export class DisplayListener {
           },
         },
       },
-    });
+    }), connection.exportInterface(LISTENER_PATH, MAP_INTERFACE, {
+      methods: {
+        ScanoutMap: {
+          in: 'huuuuu',
+          handler: ([fd, offset, width, height, stride, pixmanFormat]) => {
+            const event = { fd, offset, width, height, stride, pixmanFormat } as MapScanoutEvent;
+            const problem = checkMap(event);
+            if (problem) {
+              closeFd(event.fd);
+              invalid(`ScanoutMap ${event.width}x${event.height}: ${problem}`);
+            }
+            this.deliver({
+              run: () => {
+                this.surface = { width: event.width, height: event.height, pixmanFormat: event.pixmanFormat };
+                if (this.sink.listenerCount('scanout-map') === 0) closeFd(event.fd);
+                else this.sink.emit('scanout-map', event);
+              },
+              drop: () => closeFd(event.fd),
+            });
+          },
+        },
+        UpdateMap: {
+          in: 'iiii',
+          handler: ([x, y, w, h]) => {
+            const event = { x, y, w, h } as MapUpdateEvent;
+            if (event.x < 0 || event.y < 0 || event.w <= 0 || event.h <= 0) invalid(`UpdateMap ${event.w}x${event.h} at ${event.x},${event.y}`);
+            this.deliver({
+              run: () => {
+                if (fits(this.surface, event)) this.sink.emit('update-map', event);
+                else log.warn({ ...event, surface: this.surface }, 'QEMU UpdateMap outside the mapped surface: dropped');
+              },
+            });
+          },
+        },
+      },
+    }), connection.exportInterface(LISTENER_PATH, DMABUF2_INTERFACE, {
+      methods: {
+        ScanoutDMABUF2: {
+          in: 'ahuuuuauauuuuutb',
+          handler: ([fds, x, y, width, height, offsets, strides, numPlanes, fourcc, backingWidth, backingHeight, modifier, y0Top]) => {
+            const event = {
+              fds, x, y, width, height, offsets, strides, fourcc, backingWidth, backingHeight, modifier, y0Top,
+            } as Dmabuf2ScanoutEvent;
+            const problem = checkDmabuf2(event, numPlanes as number);
+            if (problem) {
+              event.fds.forEach((fd) => closeFd(fd));
+              invalid(`ScanoutDMABUF2 ${event.width}x${event.height}: ${problem}`);
+            }
+            this.deliver({
+              run: () => {
+                if (this.sink.listenerCount('scanout-dmabuf2') === 0) event.fds.forEach((fd) => closeFd(fd));
+                else this.sink.emit('scanout-dmabuf2', event);
+              },
+              drop: () => event.fds.forEach((fd) => closeFd(fd)),
+            });
+          },
+        },
+      },
+    })];
   }
 
   resume(): void {
@@ -171,7 +248,7 @@ export class DisplayListener {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.unexport();
+    this.unexport.forEach((unexport) => unexport());
     for (const effect of this.held?.splice(0) ?? []) effect.drop?.();
     this.held = null;
     for (const reply of [...this.pendingDmabufReplies]) reply();
@@ -239,5 +316,35 @@ function checkPixels(width: number, height: number, stride: number, pixmanFormat
   if (stride < rowBytes) return `stride ${stride} is shorter than a row (${rowBytes} bytes)`;
   const needed = stride * (height - 1) + rowBytes;
   if (data.length < needed) return `${data.length} bytes of data, ${needed} needed`;
+  return null;
+}
+
+/** Why a ScanoutMap cannot be shown, or null. The memfd must hold the whole surface (no SIGBUS for anyone). */
+function checkMap(e: MapScanoutEvent): string | null {
+  const bpp = e.pixmanFormat >>> 24;
+  if (e.width <= 0 || e.height <= 0) return 'empty size';
+  if (bpp !== 32) return `pixman format 0x${e.pixmanFormat.toString(16)} is not a 32-bit format`;
+  if (e.stride < e.width * 4) return `stride ${e.stride} is shorter than a row (${e.width * 4} bytes)`;
+  let size: number;
+  try {
+    size = fstat(e.fd).size;
+  } catch (error) {
+    return `fd ${e.fd} cannot be used: ${(error as Error).message}`;
+  }
+  const needed = e.offset + e.stride * (e.height - 1) + e.width * 4;
+  if (size < needed) return `the memfd holds ${size} bytes, the surface needs ${needed} from offset ${e.offset}`;
+  return null;
+}
+
+/** Why a ScanoutDMABUF2 cannot be shown, or null. */
+function checkDmabuf2(e: Dmabuf2ScanoutEvent, numPlanes: number): string | null {
+  if (numPlanes < 1 || numPlanes > 4) return `${numPlanes} planes (1..4)`;
+  if (e.fds.length !== numPlanes || e.offsets.length !== numPlanes || e.strides.length !== numPlanes) {
+    return `${numPlanes} planes but ${e.fds.length} fds, ${e.offsets.length} offsets, ${e.strides.length} strides`;
+  }
+  if (e.width <= 0 || e.height <= 0) return 'empty size';
+  if (e.x + e.width > e.backingWidth || e.y + e.height > e.backingHeight) {
+    return `rectangle ${e.width}x${e.height}+${e.x}+${e.y} outside the ${e.backingWidth}x${e.backingHeight} backing`;
+  }
   return null;
 }

@@ -4,14 +4,17 @@
 // QEMU holds the guest until UpdateDMABUF is answered: the answer goes when the frame is committed to the
 // compositor (or dropped). That keeps one frame in flight: the presenter commits once per frame callback, so a
 // guest flushing faster waits on its next answer until the compositor asks for a frame.
-import type { QemuDisplay, ScanoutEvent, UpdateEvent, DmabufScanoutEvent, DmabufUpdateEvent, ResizeEvent } from './display.js';
+import type {
+  QemuDisplay, ScanoutEvent, UpdateEvent, DmabufScanoutEvent, DmabufUpdateEvent, ResizeEvent, MapScanoutEvent,
+  MapUpdateEvent, Dmabuf2ScanoutEvent, ListenerEvents,
+} from './display.js';
 import { PixmanFormat } from './display.js';
 import { BlobResource } from '../blob-resource.js';
 import { MAX_DIMENSION } from '../../import/checks.js';
-import type { BlobFrame, FrameSink, ScanoutFrame } from '../frame.js';
+import type { BlobFrame, FrameSink, MemfdFrame, ScanoutFrame } from '../frame.js';
 import { close } from '../../native/fds.js';
 import { CopySurfaces, type CopySurface } from './copy-surfaces.js';
-import { formatByName, type PixelFormat } from '../../formats.js';
+import { formatByFourcc, formatByName, type PixelFormat } from '../../formats.js';
 import { log } from '../../log.js';
 
 const PIXMAN_TO_FORMAT = new Map<number, PixelFormat>([
@@ -26,13 +29,23 @@ export interface QemuSourceStats {
   dmabufScanouts: number;
   updates: number;
   dmabufUpdates: number;
+  mapScanouts: number;
+  mapUpdates: number;
   bytesCopied: number;
   refused: number;
 }
 
+/** What QemuSource listens to: a QemuDisplay, or anything emitting the listener's events. */
+export interface ListenerEventSource {
+  on(event: keyof ListenerEvents, listener: (...args: never[]) => void): unknown;
+  off(event: keyof ListenerEvents, listener: (...args: never[]) => void): unknown;
+}
+
 export class QemuSource {
-  readonly stats: QemuSourceStats = { scanouts: 0, dmabufScanouts: 0, updates: 0, dmabufUpdates: 0, bytesCopied: 0, refused: 0 };
+  readonly stats: QemuSourceStats = { scanouts: 0, dmabufScanouts: 0, updates: 0, dmabufUpdates: 0, mapScanouts: 0, mapUpdates: 0, bytesCopied: 0, refused: 0 };
   private readonly surfaces = new CopySurfaces();
+  /** QEMU's mapped surface (Unix.Map): our dup of its memfd and the layout. */
+  private mapped: Omit<MemfdFrame, 'damage' | 'seq' | 'flushedAt' | 'release'> | null = null;
   private resource: BlobResource | null = null;
   private nextResourceId = 1;
   private seq = 0;
@@ -41,7 +54,7 @@ export class QemuSource {
   private readonly detach: () => void;
 
   /** Feeds `sink` (a Presenter, a CaptureSession, or a FrameTee of both) with the display's frames. */
-  constructor(display: QemuDisplay, private readonly sink: FrameSink) {
+  constructor(display: QemuDisplay | ListenerEventSource, private readonly sink: FrameSink) {
     const on = <A extends unknown[]>(emitter: { on(e: string, f: (...a: A) => void): unknown; off(e: string, f: (...a: A) => void): unknown }, event: string, f: (...a: A) => void) => {
       emitter.on(event, f);
       return () => emitter.off(event, f);
@@ -52,6 +65,9 @@ export class QemuSource {
       on(display, 'resize', (e: ResizeEvent) => this.onResize(e)),
       on(display, 'scanout-dmabuf', (e: DmabufScanoutEvent) => this.onScanoutDmabuf(e)),
       on(display, 'update-dmabuf', (e: DmabufUpdateEvent) => this.onUpdateDmabuf(e)),
+      on(display, 'scanout-map', (e: MapScanoutEvent) => this.onScanoutMap(e)),
+      on(display, 'update-map', (e: MapUpdateEvent) => this.onUpdateMap(e)),
+      on(display, 'scanout-dmabuf2', (e: Dmabuf2ScanoutEvent) => this.onScanoutDmabuf2(e)),
       // QEMU 7.2 sends Disable right after each new dmabuf scan-out (it is releasing the old one): not a blank.
       on(display, 'disable', () => log.debug('qemu: disable')),
       on(sink, 'committed', (f: ScanoutFrame) => this.owed.get(f.seq)?.()),
@@ -66,6 +82,69 @@ export class QemuSource {
     this.resource?.unref();
     this.resource = null;
     this.surfaces.drop();
+    this.dropMapped();
+  }
+
+  /** QEMU 9.2+ (Unix.Map): QEMU's own surface memfd goes to the compositor as wl_shm, no copy. */
+  private onScanoutMap(e: MapScanoutEvent): void {
+    this.stats.mapScanouts++;
+    const format = PIXMAN_TO_FORMAT.get(e.pixmanFormat);
+    if (!format) {
+      this.stats.refused++;
+      log.error({ pixmanFormat: `0x${e.pixmanFormat.toString(16)}` }, 'qemu: mapped surface format refused');
+      close(e.fd);
+      return;
+    }
+    this.dropMapped();
+    this.mapped = { fd: e.fd, offset: e.offset, width: e.width, height: e.height, stride: e.stride, fourcc: format.fourcc };
+    this.presentMapped(null);
+  }
+
+  private onUpdateMap(e: MapUpdateEvent): void {
+    this.stats.mapUpdates++;
+    if (!this.mapped) return;
+    this.presentMapped([{ x: e.x, y: e.y, width: e.w, height: e.h }]);
+  }
+
+  private presentMapped(damage: MemfdFrame['damage']): void {
+    this.present({ ...this.mapped!, damage, seq: this.seq++, flushedAt: process.hrtime.bigint(), release: () => {} });
+  }
+
+  private dropMapped(): void {
+    if (this.mapped) close(this.mapped.fd); // the compositor's pool keeps its own reference
+    this.mapped = null;
+  }
+
+  /**
+   * QEMU 10.1+ (Unix.ScanoutDMABUF2): up to four planes, and a rectangle of a larger backing. A linear
+   * single-plane buffer shows the rectangle by starting its plane there; other layouts must show the whole backing.
+   */
+  private onScanoutDmabuf2(e: Dmabuf2ScanoutEvent): void {
+    this.stats.dmabufScanouts++;
+    try {
+      const whole = e.x === 0 && e.y === 0 && e.width === e.backingWidth && e.height === e.backingHeight;
+      const linear = e.modifier === 0n || e.modifier === 0xffffffffffffffn;
+      if (!whole && !(linear && e.fds.length === 1)) {
+        throw new Error(`a ${e.width}x${e.height}+${e.x}+${e.y} rectangle of a ${e.backingWidth}x${e.backingHeight} ` +
+          `${e.fds.length}-plane buffer with modifier 0x${e.modifier.toString(16)} cannot be shown by itself`);
+      }
+      const bpp = formatByFourcc(e.fourcc)?.bytesPerPixel ?? 0; // unknown formats fail validation below
+      const planes = e.offsets.map((offset, i) => ({
+        offset: i === 0 && !whole ? offset + e.y * e.strides[0] + e.x * bpp : offset, stride: e.strides[i],
+      }));
+      const resource = new BlobResource({
+        id: this.nextResourceId++, width: e.width, height: e.height, fourcc: e.fourcc, modifier: e.modifier,
+        planes, dmabufs: e.fds, bottomUp: e.y0Top,
+      });
+      this.resource?.unref();
+      this.resource = resource;
+      this.presentDmabuf(null, () => {});
+    } catch (error) {
+      this.stats.refused++;
+      log.error({ err: (error as Error).message, width: e.width, height: e.height, fourcc: e.fourcc }, 'qemu: dmabuf scan-out refused');
+    } finally {
+      e.fds.forEach((fd) => close(fd));
+    }
   }
 
   private onScanout(e: ScanoutEvent): void {
@@ -102,11 +181,13 @@ export class QemuSource {
       const resource = new BlobResource({
         id: this.nextResourceId++, width: e.width, height: e.height, fourcc: e.fourcc, modifier: e.modifier,
         planes: [{ offset: 0, stride: e.stride }], dmabufs: [e.fd],
+        // QEMU's y0_top is true for GL framebuffers (row 0 at the bottom, e.g. virgl): shown upright through
+        // linux-dmabuf's y_invert flag, not a copy. Blob scan-outs (dumb buffers) come with y0_top = false and
+        // are top-down (the lab's real-QEMU test shows them pixel-exact as they are).
+        bottomUp: e.y0Top,
       });
       this.resource?.unref();
       this.resource = resource;
-      // y0_top is GL's convention (texture row 0 at the bottom): QEMU 7.2 marks virtio-gpu blob scan-outs
-      // y0_top=false, and their memory is top-down (the lab's real-QEMU test shows them pixel-exact as is).
       log.debug({ resource: resource.id, y0Top: e.y0Top }, 'qemu: dmabuf scan-out');
       this.presentDmabuf(null, () => {});
     } catch (error) {
