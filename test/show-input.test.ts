@@ -180,3 +180,85 @@ describe('wlscanout show with a relative guest mouse: a click locks the pointer,
     expect(Number(y.match[1])).toBe(-4);
   }, 30_000);
 });
+
+describe('wlscanout show: the guest\'s cursor is the pointer image over the window, hidden when the guest hides it (sway)', () => {
+  let sway: Compositor;
+  let qemu: ChildProcess;
+  let show: ChildProcess;
+  let injector: InputInjector;
+  let dir: string;
+  const serial: string[] = [];
+
+  async function waitLine(re: RegExp, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!serial.some((l) => re.test(l))) {
+      if (Date.now() > deadline) throw new Error(`no serial line ${re}; serial: ${serial.slice(-10).join(' | ')}`);
+      await sleep(50);
+    }
+  }
+
+  /** The screen with the cursor drawn in (grim -c), as RGBA. */
+  async function screenWithCursor(): Promise<{ width: number; data: Uint8Array<ArrayBufferLike> }> {
+    const { execFileSync } = await import('node:child_process');
+    const { decodePng } = await import('../src/capture/png.js');
+    return decodePng(execFileSync('grim', ['-c', '-t', 'png', '-'], { env: sway.env, maxBuffer: 64 << 20 }));
+  }
+
+  const pixel = (shot: { width: number; data: Uint8Array }, x: number, y: number): number[] =>
+    [...shot.data.subarray((y * shot.width + x) * 4, (y * shot.width + x) * 4 + 3)];
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wlscanout-cursor-'));
+    sway = await startSway({ width: W, height: H });
+    qemu = spawn('qemu-system-x86_64', ['-machine', 'pc,i8042=off', '-m', '256', '-smp', '1', '-vga', 'none', '-net', 'none',
+      '-no-reboot', '-device', 'virtio-gpu-pci', '-device', 'virtio-tablet-pci',
+      '-display', 'dbus,p2p=yes', '-serial', 'stdio', '-monitor', 'none', '-qmp', `unix:${dir}/qmp,server=on,wait=off`,
+      ...kmsGuestBootArgs(labKernel(), 'wlscanout.frames=2 wlscanout.interval_ms=2500 wlscanout.cursor=1')],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+    let partial = '';
+    qemu.stdout!.on('data', (chunk: Buffer) => {
+      const parts = (partial + chunk.toString('latin1')).split(/\r?\n/);
+      partial = parts.pop()!;
+      serial.push(...parts);
+    });
+    await waitForQmp(`${dir}/qmp`);
+    show = spawn(process.execPath, [cli, 'show', '--qmp', `${dir}/qmp`, '--fullscreen', '--display', sway.socket],
+      { stdio: 'ignore', env: { ...sway.env, WLSCANOUT_LOG_LEVEL: 'warn' } });
+    injector = await InputInjector.open(sway.socket);
+  }, 60_000);
+  afterAll(async () => {
+    await injector?.close();
+    show?.kill('SIGKILL');
+    qemu?.kill('SIGKILL');
+    await sway?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('draws the guest cursor at the pointer, by its hotspot, then hides it', async () => {
+    await waitLine(/kms-guest: cursor shown/, 90_000);
+    const [px, py] = [400, 300];
+    // The cursor (hotspot 8,8): opaque red from (px-8, py-8) to (px+23, py+23), green below it.
+    let shot: { width: number; data: Uint8Array<ArrayBufferLike> } = { width: 0, data: new Uint8Array() };
+    for (let attempt = 0; attempt < 20; attempt++) {
+      await injector.pointerMoveAbsolute(px + (attempt % 2), py, W, H);
+      await injector.pointerMoveAbsolute(px, py, W, H);
+      await sleep(100);
+      shot = await screenWithCursor();
+      if (pixel(shot, px + 8, py + 8).join() === '255,0,0') break;
+    }
+    expect(pixel(shot, px + 8, py + 8)).toEqual([255, 0, 0]);
+    expect(pixel(shot, px - 8, py - 8)).toEqual([255, 0, 0]); // the hotspot's offset: the top-left corner
+    expect(pixel(shot, px + 8, py + 40)).toEqual([0, 255, 0]);
+    expect(serial.some((l) => /kms-guest: cursor hidden/.test(l)), 'the guest had not hidden it yet').toBe(false);
+    await waitLine(/kms-guest: cursor hidden/, 15_000);
+    let hidden = false;
+    for (let attempt = 0; attempt < 20 && !hidden; attempt++) {
+      await injector.pointerMoveAbsolute(px + 1, py, W, H);
+      await injector.pointerMoveAbsolute(px, py, W, H);
+      await sleep(100);
+      shot = await screenWithCursor();
+      hidden = pixel(shot, px + 8, py + 8).join() !== '255,0,0' && pixel(shot, px + 8, py + 40).join() !== '0,255,0';
+    }
+    expect(hidden, 'no cursor drawn once the guest hid it').toBe(true);
+  }, 120_000);
+});

@@ -6,6 +6,9 @@
  *   wlscanout.full=1: redraw and flush the whole frame each time (a full-screen workload, e.g. for benchmarks)
  *                        wlscanout.exit=reboot (reboot after the last frame; default: idle forever)
  *                        wlscanout.input=1: after frame 0, also echo the input devices to the console (below)
+ *                        wlscanout.cursor=1: show a 64x64 cursor (hotspot 8,8) from frame 0 to the last frame, then
+ *                          hide it: its top-left 32x32 quarter opaque red, the one below opaque green, the
+ *                          right half transparent ("kms-guest: cursor shown" / "kms-guest: cursor hidden")
  *   on a host:           kms-guest --dump W H FRAME  > pixels   (W*H little-endian 0x00RRGGBB words)
  *
  * The pattern is kms_guest_pixel() below; src/source/kms-guest-pattern.ts is the same function in TypeScript.
@@ -358,6 +361,26 @@ int main(int argc, char **argv)
 	IOCTL(fd, DRM_IOCTL_MODE_SETCRTC, &set);
 	printf("kms-guest: frame 0 shown %ux%u t=%.3f\n", w, h, now());
 
+	const char *cursor_arg = cmdline_param("wlscanout.cursor");
+	struct drm_mode_cursor2 cursor = { .flags = DRM_MODE_CURSOR_BO | DRM_MODE_CURSOR_MOVE, .crtc_id = crtc_id,
+					   .x = 100, .y = 100, .width = 64, .height = 64, .hot_x = 8, .hot_y = 8 };
+	if (cursor_arg && cursor_arg[0] == '1') {
+		struct drm_mode_create_dumb cdumb = { .width = 64, .height = 64, .bpp = 32 };
+		IOCTL(fd, DRM_IOCTL_MODE_CREATE_DUMB, &cdumb);
+		struct drm_mode_map_dumb cmap = { .handle = cdumb.handle };
+		IOCTL(fd, DRM_IOCTL_MODE_MAP_DUMB, &cmap);
+		uint8_t *cpix = mmap(NULL, cdumb.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, cmap.offset);
+		if (cpix == MAP_FAILED)
+			fail("mmap of the cursor buffer");
+		for (uint32_t y = 0; y < 64; y++)
+			for (uint32_t x = 0; x < 64; x++)
+				*(uint32_t *)(cpix + y * cdumb.pitch + x * 4) = x >= 32 ? 0 : y < 32 ? 0xffff0000u : 0xff00ff00u;
+		munmap(cpix, cdumb.size);
+		cursor.handle = cdumb.handle;
+		IOCTL(fd, DRM_IOCTL_MODE_CURSOR2, &cursor);
+		printf("kms-guest: cursor shown\n");
+	}
+
 	const char *input_arg = cmdline_param("wlscanout.input");
 	if (input_arg && input_arg[0] == '1') {
 		input.on = 1;
@@ -398,6 +421,11 @@ int main(int argc, char **argv)
 			IOCTL(fd, DRM_IOCTL_MODE_DIRTYFB, &dirty);
 		}
 		printf("kms-guest: frame %lu shown %ux%u t=%.3f\n", frame, w, h, now());
+	}
+	if (cursor.handle) {
+		struct drm_mode_cursor2 hide = { .flags = DRM_MODE_CURSOR_BO, .crtc_id = crtc_id };
+		IOCTL(fd, DRM_IOCTL_MODE_CURSOR2, &hide);
+		printf("kms-guest: cursor hidden\n");
 	}
 	printf("kms-guest: done after %lu frames, %s\n", frames, do_reboot ? "rebooting" : "idling");
 	if (do_reboot) {
