@@ -10,6 +10,7 @@ import { startSway, type Compositor } from '../src/embedded/compositors.js';
 import { kmsGuestBootArgs, waitForQmp } from './qemu-helpers.js';
 import { labKernel } from './lab-kernel.js';
 import { sleep } from './helpers.js';
+import { QemuVm } from '../src/source/qemu/display.js';
 
 const cli = path.join(import.meta.dirname, '../dist/cli/main.js');
 /** Console 1's window: the guest drives only connector 0, so QEMU shows its own "not initialized" surface there,
@@ -115,4 +116,22 @@ describe('wlscanout show: one window per graphic console (real QEMU, two heads)'
       qemu.kill('SIGKILL');
     }
   }, 90_000);
+
+  it('the library attaches to several QEMUs in one process, each console with its own frames', async () => {
+    const paths = [`${dir}/c.qmp`, `${dir}/d.qmp`];
+    const vms = paths.map((p) => startQemu(p));
+    try {
+      for (const p of paths) await waitForQmp(p);
+      const attached = await Promise.all(paths.map((qmpPath) => QemuVm.attach({ qmpPath })));
+      const consoles = await Promise.all(attached.map((vm) => vm.openConsole(0)));
+      const sizes = await Promise.all(consoles.map((c) => new Promise<string>((resolve) => c.once('scanout', (e) => resolve(`${e.width}x${e.height}`)))));
+      expect(sizes).toHaveLength(2);
+      expect(attached.map((vm) => vm.vm.name)).toEqual(['testvm', 'testvm']);
+      consoles.forEach((c) => c.close());
+      attached.forEach((vm) => vm.close());
+      expect(attached.every((vm) => vm.closed)).toBe(true);
+    } finally {
+      vms.forEach((q) => q.kill('SIGKILL'));
+    }
+  }, 60_000);
 });
