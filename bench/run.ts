@@ -1,6 +1,7 @@
 // `make bench`: present cost against a C floor on the same compositor, and latency, as a table on stdout and JSON
-// under bench/results/. One scenario alone: node dist-bench/bench/run.js present-cost | latency | scale |
-// steady-state | qemu-e2e | capture
+// under bench/results/. One scenario alone: node dist-bench/bench/run.js present-cost | present-cost-dmabuf |
+// latency | scale | steady-state | qemu-e2e | capture (present-cost-dmabuf boots the lab VM and runs itself there
+// with --inside-lab) | bytes-copied
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -159,7 +160,7 @@ interface SteadyRow { frames: number; rssMiB: number; openFds: number; resources
 
 /** Blob guests created and destroyed every 1,000 frames (resource churn) on sway at 240 Hz; RSS and fds every 10k. */
 async function steadyState(): Promise<SteadyRow[]> {
-  const total = Number(process.env.WLSCANOUT_BENCH_STEADY_FRAMES ?? 30_000);
+  const total = Number(process.env.WLSCANOUT_BENCH_STEADY_FRAMES ?? 100_000);
   const sway = await startSway({ width: 640, height: 480, refreshHz: 240 });
   const rows: SteadyRow[] = [];
   const { BlobGuest } = await import('../src/source/blob-guest.js');
@@ -251,6 +252,13 @@ async function qemuEndToEnd(): Promise<E2eRow[]> {
 }
 
 const only = process.argv[2];
+if (process.argv.includes('--inside-lab')) {
+  // Inside the lab VM (the project is read-only there): the one scenario, its JSON to the VM's out share.
+  if (only !== 'present-cost-dmabuf') throw new Error(`--inside-lab is for present-cost-dmabuf, not ${only}`);
+  const { insideLab, printDmabuf } = await import('./dmabuf.js');
+  printDmabuf(await insideLab());
+  process.exit(0);
+}
 const results: Record<string, unknown> = { date: new Date().toISOString(), frames: FRAMES };
 if (!only || only === 'present-cost') {
   const rows = await presentCost();
@@ -261,6 +269,13 @@ if (!only || only === 'present-cost') {
     const [floor, ours] = rows.filter((r) => r.size === `${w}x${h}`);
     console.log(`${w}x${h}: wlscanout CPU per frame = ${(ours.cpuMsPerFrame / floor.cpuMsPerFrame).toFixed(2)}× the C floor, fps ${(ours.fps / floor.fps).toFixed(2)}×`);
   }
+}
+if (!only || only === 'present-cost-dmabuf') {
+  const { presentCostDmabuf, printDmabuf } = await import('./dmabuf.js');
+  console.log('\npresent-cost-dmabuf: booting the lab VM (lab/boot.sh)');
+  const result = await presentCostDmabuf();
+  results.presentCostDmabuf = result;
+  printDmabuf(result);
 }
 if (!only || only === 'latency') {
   const rows = await latency();
@@ -296,6 +311,14 @@ if (!only || only === 'capture') {
   console.table(rows.map((r) => ({ consumer: r.consumer, frames: r.frames, fps: r.fps.toFixed(1), dropped: r.dropped,
     'CPU ms/frame': r.cpuMsPerFrame.toFixed(2), 'ffmpeg CPU ms/frame': r.encoderCpuMsPerFrame?.toFixed(2) ?? '—',
     'bytes copied/frame': Math.round(r.bytesCopiedPerFrame), '× memcpy': r.memcpyMultiple.toFixed(2) })));
+}
+if (!only || only === 'bytes-copied') {
+  const { bytesCopied } = await import('./bytes-copied.js');
+  const rows = await bytesCopied(root, Math.min(FRAMES, 300));
+  results.bytesCopied = rows;
+  console.log('\nbytes of pixels copied by wlscanout per frame (counted at the copy sites), 1280x800 XRGB8888');
+  console.table(rows.map((r) => ({ path: r.path, frames: r.frames, 'bytes/frame': Math.round(r.bytesPerFrame),
+    'of a full frame': `${((r.bytesPerFrame / r.fullFrameBytes) * 100).toFixed(1)}%` })));
 }
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 const file = join(root, 'bench/results', `${String(results.date).replace(/[:.]/g, '-')}.json`);

@@ -8,6 +8,7 @@ import { DRM_FORMAT_MOD_INVALID, DRM_FORMAT_MOD_LINEAR } from '../import/blob.js
 import { isBlobFrame, type ScanoutFrame } from '../source/frame.js';
 import type { BlobResource } from '../source/blob-resource.js';
 import { CaptureError } from './errors.js';
+import { countCopy } from '../copy-stats.js';
 
 export interface FramePixels {
   /** Starts at the frame's first pixel (its top row, or bottom row when bottomUp). */
@@ -132,6 +133,7 @@ export class FrameReader {
     }
     data.copy(into, at);
     this.stats.bytesRead += length;
+    countCopy('capture-read', length);
   }
 
   close(): void {

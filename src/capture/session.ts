@@ -10,6 +10,7 @@ import { clipRect, type Rect } from '../geometry.js';
 import { isBlobFrame, type FrameSink, type ScanoutFrame } from '../source/frame.js';
 import { DRM_FORMAT_MOD_LINEAR } from '../import/blob.js';
 import { log } from '../log.js';
+import { countCopy } from '../copy-stats.js';
 import { CaptureError } from './errors.js';
 import { FrameReader } from './frame-reader.js';
 import { LentBuffer, type GpuTarget, type LentBufferDescription, type LentDmabuf } from './lent-buffer.js';
@@ -208,6 +209,7 @@ export class CaptureSession extends EventEmitter<{ constraints: [BufferConstrain
       const bytes = await buffer.fill(held.frame, this.reader, rects);
       buffer.lastSeq = held.frame.seq;
       this.stats.bytesCopied += bytes;
+      countCopy('capture', bytes);
       if (!held.committed) {
         held.committed = true;
         this.stats.framesCaptured++;

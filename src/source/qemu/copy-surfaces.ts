@@ -6,6 +6,7 @@ import { copyPixels } from '../../native/pixel-copy.js';
 import type { PixelFormat } from '../../formats.js';
 import type { Rect } from '../../geometry.js';
 import type { MemfdFrame } from '../frame.js';
+import { countCopy } from '../../copy-stats.js';
 
 /** Past this many missed rectangles a surface is brought up to date whole. */
 const MAX_STALE_RECTS = 32;
@@ -48,8 +49,9 @@ export class CopySurfaces {
     this.current = 0;
   }
 
-  /** The surface to write the next update into (see the file comment). */
-  writable(): CopySurface {
+  /** The surface to write the next update into (see the file comment); `whole`: the update replaces every pixel,
+   *  so a surface switched to needs no bringing up to date. */
+  writable(whole = false): CopySurface {
     const surfaces = this.surfaces!;
     const cur = surfaces[this.current];
     if (cur.held === 0) return cur;
@@ -59,8 +61,10 @@ export class CopySurfaces {
       return cur;
     }
     const rects = other.stale === 'all' ? null : other.stale;
-    this.stats.syncBytes += copyPixels({ bytes: new Uint8Array(cur.map), stride: cur.stride, fourcc: cur.format.fourcc },
+    const synced = whole ? 0 : copyPixels({ bytes: new Uint8Array(cur.map), stride: cur.stride, fourcc: cur.format.fourcc },
       { bytes: new Uint8Array(other.map), stride: other.stride, fourcc: other.format.fourcc }, cur.width, cur.height, rects);
+    this.stats.syncBytes += synced;
+    countCopy('qemu-surface-sync', synced);
     other.stale = [];
     this.current = 1 - this.current;
     this.stats.swaps++;

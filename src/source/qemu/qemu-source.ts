@@ -16,6 +16,7 @@ import { close } from '../../native/fds.js';
 import { CopySurfaces, type CopySurface } from './copy-surfaces.js';
 import { formatByFourcc, formatByName, type PixelFormat } from '../../formats.js';
 import { log } from '../../log.js';
+import { countCopy } from '../../copy-stats.js';
 
 const PIXMAN_TO_FORMAT = new Map<number, PixelFormat>([
   [PixmanFormat.x8r8g8b8, formatByName('XRGB8888')!],
@@ -150,7 +151,7 @@ export class QemuSource {
   private onScanout(e: ScanoutEvent): void {
     this.stats.scanouts++;
     if (!this.ensureSurfaces(e.width, e.height, e.pixmanFormat)) return;
-    const surface = this.surfaces.writable();
+    const surface = this.surfaces.writable(true);
     if (!this.copyRect(surface, 0, 0, e.width, e.height, e.stride, e.data)) return;
     this.surfaces.written(surface, null);
     this.present(this.surfaces.frame(surface, null, this.seq++));
@@ -168,7 +169,7 @@ export class QemuSource {
       log.warn({ x: e.x, y: e.y, w: e.w, h: e.h, surface: size && `${size.width}x${size.height}` }, 'qemu: update outside the surface ignored');
       return;
     }
-    const surface = this.surfaces.writable();
+    const surface = this.surfaces.writable(e.x === 0 && e.y === 0 && e.w === size.width && e.h === size.height);
     if (!this.copyRect(surface, e.x, e.y, e.w, e.h, e.stride, e.data)) return;
     const rect = { x: e.x, y: e.y, width: e.w, height: e.h };
     this.surfaces.written(surface, rect);
@@ -259,6 +260,7 @@ export class QemuSource {
       dst.set(data.subarray(row * srcStride, row * srcStride + rowBytes), (y + row) * s.stride + x * 4);
     }
     this.stats.bytesCopied += rowBytes * h;
+    countCopy('qemu-pixels', rowBytes * h);
     return true;
   }
 }

@@ -5,8 +5,8 @@ import { log } from '../../../log.js';
 import { DBusError, ErrorNames } from './errors.js';
 import { closeFds, closeUnreferenced } from './fds.js';
 import type { Message } from './message.js';
-import { parseSignature } from './signature.js';
 import { Variant, isObjectPath, type DBusValue } from './values.js';
+import { signatureTypes } from './wire.js';
 
 export interface MethodSpec {
   /** Argument signature; a call with other arguments gets an InvalidArgs error reply. */
@@ -49,8 +49,8 @@ export class ObjectTable {
     if (!isObjectPath(path)) throw new TypeError(`'${path}' is not a D-Bus object path`);
     for (const [member, method] of Object.entries(spec.methods ?? {})) {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(member)) throw new TypeError(`'${member}' is not a D-Bus member name`);
-      parseSignature(method.in);
-      parseSignature(method.out ?? '');
+      signatureTypes(method.in);
+      signatureTypes(method.out ?? '');
     }
     let interfaces = this.objects.get(path);
     if (!interfaces) this.objects.set(path, (interfaces = new Map()));
@@ -111,7 +111,7 @@ export class ObjectTable {
     if (call.interface && !candidates[0]) return new DBusError(ErrorNames.unknownInterface, `${call.path} has no interface ${call.interface}`);
     for (const spec of candidates) {
       const method = spec?.methods?.[call.member!];
-      if (method) return { method, outCount: parseSignature(method.out ?? '').length };
+      if (method) return { method, outCount: signatureTypes(method.out ?? '').length };
     }
     const name = call.interface ? `${call.interface}.${call.member}` : call.member;
     return new DBusError(ErrorNames.unknownMethod, `${call.path} has no method ${name}`);
@@ -149,8 +149,8 @@ export class ObjectTable {
     for (const [name, spec] of this.objects.get(path) ?? []) {
       lines.push(`  <interface name="${name}">`);
       for (const [member, method] of Object.entries(spec.methods ?? {})) {
-        const args = [...parseSignature(method.in).map((t) => `<arg type="${t.sig}" direction="in"/>`),
-          ...parseSignature(method.out ?? '').map((t) => `<arg type="${t.sig}" direction="out"/>`)];
+        const args = [...signatureTypes(method.in).map((t) => `<arg type="${t}" direction="in"/>`),
+          ...signatureTypes(method.out ?? '').map((t) => `<arg type="${t}" direction="out"/>`)];
         lines.push(`    <method name="${member}">${args.join('')}</method>`);
       }
       for (const [prop, p] of Object.entries(spec.properties ?? {})) lines.push(`    <property name="${prop}" type="${p.signature}" access="read"/>`);
