@@ -1,0 +1,44 @@
+// Peers that stop reading. A compositor stopped (SIGSTOP) while a guest streams frames: the presenter sends
+// nothing until the compositor asks for the next frame (frame callbacks), so nothing piles up in our process or
+// in libwayland's 4 KB buffer; when it resumes, frames flow again.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSway, type Compositor } from '../src/embedded/compositors.js';
+import { runGuest } from '../src/pipeline.js';
+import { makeGuest, openPresenter, sleep, waitFor } from './helpers.js';
+
+describe('back-pressure: a compositor that stops reading (sway, SIGSTOP)', () => {
+  let sway: Compositor;
+  beforeAll(async () => { sway = await startSway({ width: 1280, height: 800, refreshHz: 240 }); }, 30_000);
+  afterAll(async () => { await sway?.stop(); });
+
+  it('holds still without growing while the compositor is stopped, and streams again when it continues', async () => {
+    const presenter = await openPresenter(sway.socket, { fullscreen: true });
+    const guest = makeGuest(1280, 800);
+    const run = runGuest(guest, presenter);
+    let error: Error | null = null;
+    presenter.on('error', (e) => { error = e; });
+    try {
+      await waitFor('frames flowing', () => presenter.stats.framesCommitted > 50, 10_000);
+      sway.kill('SIGSTOP');
+      await sleep(300); // whatever was in flight settles
+      const committed = presenter.stats.framesCommitted;
+      const drawn = guest.stats.framesDrawn;
+      const rss = process.memoryUsage().rss;
+      await sleep(3000);
+      // Stopped: no commits, at most a frame or two drawn, and no memory growth (a runaway queue of 240 frames a
+      // second of 4 MB each would show at once).
+      expect(presenter.stats.framesCommitted - committed).toBeLessThanOrEqual(1);
+      expect(guest.stats.framesDrawn - drawn).toBeLessThanOrEqual(2);
+      expect(process.memoryUsage().rss - rss).toBeLessThan(32 * 2 ** 20);
+      expect(error).toBeNull();
+      sway.kill('SIGCONT');
+      await waitFor('frames flowing again', () => presenter.stats.framesCommitted > committed + 50, 10_000);
+      expect(error).toBeNull();
+    } finally {
+      sway.kill('SIGCONT');
+      run.stop();
+      presenter.close();
+      guest.close();
+    }
+  }, 30_000);
+});
