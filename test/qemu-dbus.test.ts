@@ -9,10 +9,8 @@ import { SaslClient } from '../src/source/qemu/dbus/auth.js';
 import { DBusConnection } from '../src/source/qemu/dbus/connection.js';
 import { DBusAuthError, DBusError, DBusWireError } from '../src/source/qemu/dbus/errors.js';
 import { MessageType, decodeMessage, encodeMessage, messageSize, type MessageHeader } from '../src/source/qemu/dbus/message.js';
-import { Reader } from '../src/source/qemu/dbus/reader.js';
-import { parseSignature } from '../src/source/qemu/dbus/signature.js';
 import { Variant, variant, type DBusValue } from '../src/source/qemu/dbus/values.js';
-import { Writer } from '../src/source/qemu/dbus/writer.js';
+import { WireReader, checkSignature, marshallValues, type SigNode } from '../src/source/qemu/dbus/wire.js';
 import {
   DisplayListener, LISTENER_INTERFACE, LISTENER_PATH, PixmanFormat, QemuDisplay, type ListenerEvents, type UpdateEvent,
 } from '../src/source/qemu/display.js';
@@ -20,14 +18,59 @@ import { QmpClient, QmpError } from '../src/source/qemu/qmp.js';
 import { FakePeer, closeFds } from './dbus-peer.js';
 import { sleep, waitFor } from './helpers.js';
 
+// The marshalling boundary: dbus-native marshals (little endian) and reads (either byte order), wire.ts checks.
 function encode(sig: string, values: DBusValue[], littleEndian = true): { bytes: Buffer; fds: number[] } {
-  const w = new Writer(littleEndian);
-  w.writeAll(sig, values);
-  return { bytes: Buffer.from(w.bytes()), fds: w.fds };
+  const { bytes, fds } = marshallValues(sig, values);
+  return { bytes: littleEndian ? Buffer.from(bytes) : toBigEndian(sig, bytes), fds };
 }
 
 function decode(sig: string, bytes: Buffer, littleEndian = true, fds: number[] = []): DBusValue[] {
-  return new Reader(bytes, 0, bytes.length, littleEndian, fds).readAll(sig);
+  return new WireReader(bytes, { littleEndian, fds }).readAll(sig);
+}
+
+/**
+ * The big-endian twin of a little-endian encoding (dbus-native writes only little endian; peers may send either).
+ * The layout is the same in both byte orders, so every multi-byte field is reversed where it lies.
+ */
+function toBigEndian(sig: string, le: Buffer, start = 0): Buffer {
+  const out = Buffer.from(le);
+  let pos = start;
+  const align = (n: number): void => { pos = Math.ceil(pos / n) * n; };
+  const swap = (n: number): void => { align(n); out.subarray(pos, pos + n).reverse(); pos += n; };
+  const length = (): number => { align(4); const n = le.readUInt32LE(pos); swap(4); return n; };
+  const walk = (node: SigNode): void => {
+    switch (node.type) {
+      case 'y': pos += 1; return;
+      case 'n': case 'q': return swap(2);
+      case 'b': case 'i': case 'u': case 'h': return swap(4);
+      case 'x': case 't': case 'd': return swap(8);
+      case 's': case 'o': { const n = length(); pos += n + 1; return; }
+      case 'g': pos += le[pos] + 2; return;
+      case 'v': {
+        const inner = le.toString('latin1', pos + 1, pos + 1 + le[pos]);
+        pos += le[pos] + 2;
+        return walk(checkSignature(inner)[0]);
+      }
+      case '(': case '{': align(8); return node.child.forEach(walk);
+      case 'a': {
+        const n = length();
+        if ('xtd({'.includes(node.child[0].type)) align(8);
+        const end = pos + n;
+        while (pos < end) walk(node.child[0]);
+        return;
+      }
+    }
+  };
+  checkSignature(sig).forEach(walk);
+  return out;
+}
+
+/** A whole little-endian message as the same message in big endian. */
+function messageToBigEndian(data: Buffer, bodySignature: string): Buffer {
+  const bodyStart = Math.ceil((16 + data.readUInt32LE(12)) / 8) * 8;
+  const out = Buffer.concat([toBigEndian('yyyyuua(yv)', data).subarray(0, bodyStart), toBigEndian(bodySignature, data, bodyStart).subarray(bodyStart)]);
+  out[0] = 0x42;
+  return out;
 }
 
 function thrown(fn: () => unknown): Error {
@@ -71,6 +114,13 @@ describe('D-Bus marshalling', () => {
     expect(encode('u', [0x01020304], false).bytes).toEqual(Buffer.from([1, 2, 3, 4]));
   });
 
+  it('reads big-endian data in its exact layout', () => {
+    const bytes = Buffer.from([7, 0, 1, 2, 0, 0, 0, 3, /* t */ 1, 0, 0, 0, 0, 0, 0, 2, /* s */ 0, 0, 0, 2, 0x61, 0x62, 0, 0,
+      /* b */ 0, 0, 0, 1, /* a{yq} */ 0, 0, 0, 4, 9, 0, 0x01, 0x02]);
+    expect(decode('yqutsba{yq}', bytes, false))
+      .toEqual([7, 0x0102, 3, 0x0100000000000002n, 'ab', true, new Map([[9, 0x0102]])]);
+  });
+
   it('pads each value to its alignment from the start of the message', () => {
     const yt = encode('yt', [1, 2n]).bytes;
     expect(yt.length).toBe(16);
@@ -95,7 +145,7 @@ describe('D-Bus marshalling', () => {
     expect(() => decode('ta(t)', bytes.subarray(0, 12))).toThrow(/truncated inside alignment padding/);
   });
 
-  it("decodes 'ay' as one view into the received buffer, not a copy", () => {
+  it("decodes 'ay' as one view into the received buffer, not a copy (dbus-native's ayBuffer: 'view')", () => {
     const frame = Buffer.alloc(4 * 1024 * 1024, 0xab);
     const { bytes } = encode('uay', [1, frame]);
     const started = performance.now();
@@ -108,14 +158,20 @@ describe('D-Bus marshalling', () => {
 
   it('refuses values that do not fit their type when encoding', () => {
     expect(() => encode('y', [256])).toThrow(DBusWireError);
-    expect(() => encode('u', [-1])).toThrow(/does not fit D-Bus type 'u'/);
-    expect(() => encode('t', [-1n])).toThrow(/does not fit D-Bus type 't'/);
-    expect(() => encode('x', [2 ** 60])).toThrow(/does not fit/);
-    expect(() => encode('o', ['no/slash'])).toThrow(/does not fit D-Bus type 'o'/);
-    expect(() => encode('s', ['a\0b'])).toThrow(/does not fit/);
-    expect(() => encode('v', [5])).toThrow(/does not fit D-Bus type 'v'/);
-    expect(() => encode('(ii)', [[1]])).toThrow(/does not fit D-Bus type '\(ii\)'/);
+    expect(() => encode('y', [256])).toThrow("values [256] do not fit D-Bus signature 'y': Number outside range");
+    expect(() => encode('u', [-1])).toThrow(/do not fit D-Bus signature 'u'/);
+    expect(() => encode('t', [-1n])).toThrow(/do not fit D-Bus signature 't': .*out of range/);
+    expect(() => encode('x', [2 ** 60])).toThrow(/do not fit D-Bus signature 'x': .*53 bit/);
+    expect(() => encode('o', ['no/slash'])).toThrow(/do not fit D-Bus signature 'o': .*not a valid object path/);
+    expect(() => encode('s', ['a\0b'])).toThrow(/do not fit D-Bus signature 's': String contains null byte/);
+    expect(() => encode('g', ['a{vs}'])).toThrow(DBusWireError);
+    expect(() => encode('v', [5])).toThrow("value 5 does not fit D-Bus type 'v' (a Variant)");
+    expect(() => encode('v', [variant('ii', [1, 2])])).toThrow(/must be a single complete type/);
+    expect(() => encode('(ii)', [[1]])).toThrow("value [1] does not fit D-Bus type '(ii)' (an array of 2 fields)");
+    expect(() => encode('a{sv}', [[['k', variant('u', 1)]]])).toThrow(/does not fit D-Bus type 'a\{sv\}' \(a Map or a plain object\)/);
+    expect(() => encode('h', [-1])).toThrow("value -1 does not fit D-Bus type 'h' (an fd)");
     expect(() => encode('uu', [1])).toThrow(/needs 2 values, got 1/);
+    expect(() => encode('ay', [Buffer.alloc(2 ** 26 + 1)])).toThrow(/array 'ay' is 67108865 bytes \(max 67108864\)/);
   });
 
   describe('malformed input gives a specific error', () => {
@@ -125,18 +181,26 @@ describe('D-Bus marshalling', () => {
       expect(error.message).toBe("body at offset 4: truncated: 'u' needs 4 bytes, 2 left");
     });
     it('bad signatures', () => {
-      expect(() => parseSignature('a')).toThrow(/bad signature 'a' at 1: ends inside a container/);
-      expect(() => parseSignature('(ii')).toThrow(/struct is not closed/);
-      expect(() => parseSignature('()')).toThrow(/empty struct/);
-      expect(() => parseSignature('{ss}')).toThrow(/dict entry outside an array/);
-      expect(() => parseSignature('a{vs}')).toThrow(/key must be a basic type, not 'v'/);
-      expect(() => parseSignature('a{sss}')).toThrow(/exactly one key and one value/);
-      expect(() => parseSignature('iz')).toThrow(/bad signature 'iz' at 1: unknown type code 'z'/);
-      expect(() => parseSignature('a'.repeat(33) + 'y')).toThrow(/arrays nested deeper than 32/);
-      expect(() => parseSignature('y'.repeat(256))).toThrow(/256 characters long/);
+      // dbus-native's parser is lenient (GVariant codes, empty structs, any key type, any depth): these are ours
+      expect(() => checkSignature('a')).toThrow(new DBusWireError("bad signature 'a': ends inside a container"));
+      expect(() => checkSignature('(ii')).toThrow(/bad signature '\(ii': ends inside a container/);
+      expect(() => checkSignature('ii)')).toThrow(/'\)' closes no container/);
+      expect(() => checkSignature('()')).toThrow(/empty struct/);
+      expect(() => checkSignature('{ss}')).toThrow(/dict entry outside an array/);
+      expect(() => checkSignature('a{vs}')).toThrow(/key must be a basic type, not 'v'/);
+      expect(() => checkSignature('a{(i)s}')).toThrow(/key must be a basic type, not '\(i\)'/);
+      expect(() => checkSignature('a{sss}')).toThrow(/exactly one key and one value/);
+      expect(() => checkSignature('iz')).toThrow(/bad signature 'iz': unknown type code 'z' at 1/);
+      expect(() => checkSignature('ar')).toThrow(/unknown type code 'r' at 1/); // GVariant's struct code
+      expect(() => checkSignature('a'.repeat(33) + 'y')).toThrow(/arrays nested deeper than 32/);
+      expect(() => checkSignature('('.repeat(33) + 'y' + ')'.repeat(33))).toThrow(/structs nested deeper than 32/);
+      expect(() => checkSignature('y'.repeat(256))).toThrow(/256 characters long/);
+      expect(checkSignature('a{sv}(ii)ah').map((n) => n.type)).toEqual(['a', '(', 'a']);
       // a variant carrying a bad signature
-      expect(() => decode('v', Buffer.from([2, 0x61, 0x7a, 0]))).toThrow(/body at offset 4: bad signature 'az' at 1: unknown type code 'z'/);
+      expect(() => decode('v', Buffer.from([2, 0x61, 0x7a, 0]))).toThrow("body at offset 4: variant: bad signature 'az': unknown type code 'z' at 1");
       expect(() => decode('v', Buffer.from([2, 0x69, 0x69, 0]))).toThrow(/must be a single complete type/);
+      // the body's signature, from a message, read as a 'g'
+      expect(() => decode('g', Buffer.from([2, 0x28, 0x29, 0]))).toThrow("body at offset 4: bad signature '()': empty struct");
     });
     it('array length beyond the body', () => {
       const bytes = Buffer.concat([le32(100), le32(1)]);
@@ -177,7 +241,9 @@ describe('D-Bus messages', () => {
 
   it('round-trip with every header field and fds, in both byte orders', () => {
     for (const littleEndian of [true, false]) {
-      const { data, fds } = encodeMessage({ ...call, destination: 'x.y', sender: ':1.2' }, [33, 640, 480, 2560, 1, 5n, true], littleEndian);
+      const encoded = encodeMessage({ ...call, destination: 'x.y', sender: ':1.2' }, [33, 640, 480, 2560, 1, 5n, true]);
+      const { fds } = encoded;
+      const data = littleEndian ? encoded.data : messageToBigEndian(encoded.data, call.signature);
       expect(data[0]).toBe(littleEndian ? 0x6c : 0x42);
       expect(fds).toEqual([33]);
       expect(messageSize(data.subarray(0, 16))).toBe(data.length);
@@ -187,6 +253,20 @@ describe('D-Bus messages', () => {
       expect(message).toMatchObject({ ...call, destination: 'x.y', sender: ':1.2', fds: [50], body: [50, 640, 480, 2560, 1, 5n, true] });
       expect([...message.referencedFds]).toEqual([0]);
     }
+  });
+
+  it("a Scanout's pixels come out as a view of the received message: no copy between the socket and the listener", () => {
+    const frame = Buffer.alloc(1280 * 800 * 4, 0x5a);
+    const { data } = encodeMessage({ type: MessageType.methodCall, flags: 0, serial: 9, path: LISTENER_PATH, interface: LISTENER_INTERFACE,
+      member: 'Scanout', signature: 'uuuuay' }, [1280, 800, 5120, 0x20020888, frame]);
+    const started = performance.now();
+    const message = decodeMessage(data, []);
+    const elapsed = performance.now() - started;
+    const pixels = message.body[4] as Buffer;
+    expect(pixels.buffer).toBe(data.buffer);
+    expect(pixels.byteOffset).toBe(data.byteOffset + data.length - frame.length);
+    expect(pixels.equals(frame)).toBe(true);
+    expect(elapsed).toBeLessThan(20);
   });
 
   it('malformed headers give specific errors', () => {
@@ -351,7 +431,8 @@ describe('D-Bus connection', () => {
       return [reply.errorName, reply.body[0]];
     };
     expect(await errorOf('/obj', 'test.Iface', 'Fails')).toEqual(['test.Error.Nope', 'nope']);
-    expect(await errorOf('/obj', 'test.Iface', 'Broken')).toEqual(['org.freedesktop.DBus.Error.Failed', 'value "not a number" does not fit D-Bus type \'u\'']);
+    expect(await errorOf('/obj', 'test.Iface', 'Broken')).toEqual(['org.freedesktop.DBus.Error.Failed',
+      'values ["not a number"] do not fit D-Bus signature \'u\': Data: not a number was not of type number']);
     expect(await errorOf('/obj', 'test.Iface', 'Missing')).toEqual(['org.freedesktop.DBus.Error.UnknownMethod', '/obj has no method test.Iface.Missing']);
     expect(await errorOf('/obj', 'other.Iface', 'Now')).toEqual(['org.freedesktop.DBus.Error.UnknownInterface', '/obj has no interface other.Iface']);
     expect(await errorOf('/nothing', 'test.Iface', 'Now')).toEqual(['org.freedesktop.DBus.Error.UnknownObject', 'no object at /nothing']);
@@ -464,10 +545,8 @@ describe('D-Bus connection', () => {
 
 /** A message built by hand: header fields as given (code, variant), then the body bytes as they are. */
 function rawMessage(type: number, fields: [number, Variant][], body: Buffer): Buffer {
-  const w = new Writer();
-  w.writeAll('yyyyuua(yv)', [0x6c, type, 0, 1, body.length, 77, fields]);
-  w.align(8);
-  return Buffer.concat([w.bytes(), body]);
+  const { bytes } = marshallValues('yyyyuua(yv)', [0x6c, type, 0, 1, body.length, 77, fields]);
+  return Buffer.concat([bytes, Buffer.alloc((8 - (bytes.length % 8)) % 8), body]);
 }
 
 describe('QEMU listener (against a fake QEMU)', () => {
