@@ -1,21 +1,31 @@
-/* The floor any wl_shm client can reach: a fullscreen xdg_toplevel presenting pre-drawn XRGB8888 buffers with
- * libwayland directly (attach, damage_buffer, commit, frame callback, wait for release). Usage:
- *   ref-client WIDTH HEIGHT FRAMES   → one JSON line: frames, seconds, cpu_user_s, cpu_sys_s */
+/* The floor any client can reach: a fullscreen xdg_toplevel presenting pre-drawn XRGB8888 buffers with
+ * libwayland directly (attach, damage_buffer, commit, frame callback, wait for release). The buffers live in one
+ * memfd, shown either as wl_shm buffers or (dmabuf) as udmabufs of it through zwp_linux_dmabuf_v1 (linear,
+ * params.add + create_immed: the same zero-copy path wlscanout takes for blob resources). Usage:
+ *   ref-client WIDTH HEIGHT FRAMES [shm|dmabuf [WARMUP]]   → one JSON line: frames, seconds, cpu_user_s, cpu_sys_s
+ * WARMUP frames (default 0) are shown before the clocks start and are not counted. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <time.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <linux/udmabuf.h>
 #include <wayland-client.h>
 #include "xdg-shell-client-protocol.h"
+#include "linux-dmabuf-unstable-v1-client-protocol.h"
+
+#define DRM_FORMAT_XRGB8888 0x34325258u /* fourcc 'XR24' */
 
 #define NBUF 3
 static struct wl_compositor *compositor;
 static struct wl_shm *shm;
 static struct xdg_wm_base *wm_base;
+static struct zwp_linux_dmabuf_v1 *linux_dmabuf;
 static struct { struct wl_buffer *buffer; int busy; } bufs[NBUF];
 static int configured, frame_ready = 1, shown;
 
@@ -23,6 +33,7 @@ static void global(void *d, struct wl_registry *r, uint32_t name, const char *if
   if (!strcmp(iface, "wl_compositor")) compositor = wl_registry_bind(r, name, &wl_compositor_interface, 4);
   else if (!strcmp(iface, "wl_shm")) shm = wl_registry_bind(r, name, &wl_shm_interface, 1);
   else if (!strcmp(iface, "xdg_wm_base")) wm_base = wl_registry_bind(r, name, &xdg_wm_base_interface, 1);
+  else if (!strcmp(iface, "zwp_linux_dmabuf_v1") && v >= 2) linux_dmabuf = wl_registry_bind(r, name, &zwp_linux_dmabuf_v1_interface, v >= 3 ? 3 : 2);
 }
 static void global_remove(void *d, struct wl_registry *r, uint32_t n) {}
 static const struct wl_registry_listener registry_listener = { global, global_remove };
@@ -39,24 +50,49 @@ static void done(void *d, struct wl_callback *cb, uint32_t t) { wl_callback_dest
 static const struct wl_callback_listener frame_listener = { done };
 
 int main(int argc, char **argv) {
-  if (argc != 4) { fprintf(stderr, "usage: ref-client WIDTH HEIGHT FRAMES\n"); return 2; }
+  if (argc < 4 || argc > 6) { fprintf(stderr, "usage: ref-client WIDTH HEIGHT FRAMES [shm|dmabuf [WARMUP]]\n"); return 2; }
   int w = atoi(argv[1]), h = atoi(argv[2]), frames = atoi(argv[3]), stride = w * 4;
+  int dmabuf = argc >= 5 && !strcmp(argv[4], "dmabuf"), warmup = argc == 6 ? atoi(argv[5]) : 0;
+  if (argc >= 5 && !dmabuf && strcmp(argv[4], "shm")) { fprintf(stderr, "ref-client: unknown path %s\n", argv[4]); return 2; }
   struct wl_display *display = wl_display_connect(NULL);
   if (!display) { perror("wl_display_connect"); return 1; }
   struct wl_registry *registry = wl_display_get_registry(display);
   wl_registry_add_listener(registry, &registry_listener, NULL);
   wl_display_roundtrip(display);
   if (!compositor || !shm || !wm_base) { fprintf(stderr, "missing globals\n"); return 1; }
+  if (dmabuf && !linux_dmabuf) { fprintf(stderr, "ref-client: the compositor offers no zwp_linux_dmabuf_v1 (v2+)\n"); return 1; }
   xdg_wm_base_add_listener(wm_base, &wm_listener, NULL);
-  size_t size = (size_t)stride * h * NBUF;
-  int fd = memfd_create("ref-client", MFD_CLOEXEC);
+  /* Each buffer starts on a page boundary (udmabuf needs page-aligned offsets and sizes). */
+  size_t page = (size_t)sysconf(_SC_PAGESIZE), bufsize = ((size_t)stride * h + page - 1) / page * page, size = bufsize * NBUF;
+  int fd = memfd_create("ref-client", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (ftruncate(fd, size) < 0) { perror("ftruncate"); return 1; }
   uint32_t *px = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (px == MAP_FAILED) { perror("mmap"); return 1; }
   for (size_t i = 0; i < size / 4; i++) px[i] = 0xff000000u | (uint32_t)(i * 2654435761u >> 8);
-  struct wl_shm_pool *pool = wl_shm_create_pool(shm, fd, size);
-  for (long i = 0; i < NBUF; i++) {
-    bufs[i].buffer = wl_shm_pool_create_buffer(pool, i * stride * h, w, h, stride, WL_SHM_FORMAT_XRGB8888);
-    wl_buffer_add_listener(bufs[i].buffer, &buffer_listener, (void *)i);
+  if (dmabuf) {
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0) { perror("F_ADD_SEALS"); return 1; } /* udmabuf requires it */
+    int dev = open("/dev/udmabuf", O_RDWR | O_CLOEXEC);
+    if (dev < 0) { perror("/dev/udmabuf"); return 1; }
+    for (long i = 0; i < NBUF; i++) {
+      struct udmabuf_create create = { .memfd = fd, .flags = UDMABUF_FLAGS_CLOEXEC, .offset = i * bufsize, .size = bufsize };
+      int dfd = ioctl(dev, UDMABUF_CREATE, &create);
+      if (dfd < 0) { perror("UDMABUF_CREATE"); return 1; }
+      struct zwp_linux_buffer_params_v1 *params = zwp_linux_dmabuf_v1_create_params(linux_dmabuf);
+      zwp_linux_buffer_params_v1_add(params, dfd, 0, 0, stride, 0, 0); /* plane 0, offset 0, linear modifier */
+      bufs[i].buffer = zwp_linux_buffer_params_v1_create_immed(params, w, h, DRM_FORMAT_XRGB8888, 0);
+      zwp_linux_buffer_params_v1_destroy(params);
+      close(dfd); /* the compositor has its own reference once the request is sent */
+      wl_buffer_add_listener(bufs[i].buffer, &buffer_listener, (void *)i);
+    }
+    close(dev);
+    /* create_immed fails by a protocol error: a roundtrip surfaces it before the measurement. */
+    if (wl_display_roundtrip(display) < 0) { fprintf(stderr, "ref-client: the compositor refused the dmabufs\n"); return 1; }
+  } else {
+    struct wl_shm_pool *pool = wl_shm_create_pool(shm, fd, size);
+    for (long i = 0; i < NBUF; i++) {
+      bufs[i].buffer = wl_shm_pool_create_buffer(pool, i * bufsize, w, h, stride, WL_SHM_FORMAT_XRGB8888);
+      wl_buffer_add_listener(bufs[i].buffer, &buffer_listener, (void *)i);
+    }
   }
   struct wl_surface *surface = wl_compositor_create_surface(compositor);
   struct xdg_surface *xs = xdg_wm_base_get_xdg_surface(wm_base, surface);
@@ -68,10 +104,14 @@ int main(int argc, char **argv) {
   while (!configured && wl_display_dispatch(display) >= 0) {}
   struct timespec t0, t1;
   struct rusage r0, r1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  getrusage(RUSAGE_SELF, &r0);
-  int committed = 0, next = 0;
+  int committed = 0, next = 0, started = 0;
+  frames += warmup;
   while (shown < frames) {
+    if (!started && shown >= warmup) {
+      clock_gettime(CLOCK_MONOTONIC, &t0);
+      getrusage(RUSAGE_SELF, &r0);
+      started = 1;
+    }
     if (frame_ready && committed < frames) {
       int b = -1;
       for (int k = 0; k < NBUF; k++) if (!bufs[(next + k) % NBUF].busy) { b = (next + k) % NBUF; break; }
@@ -93,6 +133,6 @@ int main(int argc, char **argv) {
   double secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
   double user = (r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) + (r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) / 1e6;
   double sys = (r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) + (r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1e6;
-  printf("{\"frames\":%d,\"seconds\":%.6f,\"cpu_user_s\":%.6f,\"cpu_sys_s\":%.6f}\n", shown, secs, user, sys);
+  printf("{\"frames\":%d,\"seconds\":%.6f,\"cpu_user_s\":%.6f,\"cpu_sys_s\":%.6f}\n", shown - warmup, secs, user, sys);
   return 0;
 }
