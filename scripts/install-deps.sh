@@ -3,7 +3,7 @@
 # Idempotent: does nothing (and prints nothing) when everything is already installed.
 set -eu
 
-PACKAGES="weston sway grim ffmpeg dbus-daemon libwayland-dev wayland-protocols pkg-config g++ make python3 util-linux \
+PACKAGES="weston sway grim ffmpeg dbus-daemon libwayland-dev libwayland-bin wayland-protocols pkg-config g++ make python3 util-linux \
   qemu-system-x86 qemu-system-gui linux-source-6.1 flex bison bc patch libelf-dev libssl-dev cpio xz-utils \
   libdrm-dev libgbm-dev libegl-dev libgles-dev libegl-mesa0 libgl1-mesa-dri"
 
