@@ -42,6 +42,7 @@ describe('QEMU faults (real QEMU, gl=off)', () => {
 
   it(`survives ${ROUNDS} rounds of QEMU killed or its display closed mid-stream (seed ${SEED})`, async () => {
     const random = rng(SEED);
+    const before = listOpenFds();
     const presenter = await Presenter.open({ display: weston.socket, title: 'faults', fullscreen: true });
     const baseline = listOpenFds();
     const outcomes = { killed: 0, closedByUs: 0, beforeAttach: 0, framesShown: 0 };
@@ -88,11 +89,15 @@ describe('QEMU faults (real QEMU, gl=off)', () => {
         expect(presenter.connection.failure, where).toBe(null);
       }
       await sleep(100);
-      expect(listOpenFds().filter((fd) => !baseline.includes(fd)), 'fds left open').toEqual([]);
+      // The window still shows the last frame, so that frame's surface memfd stays open until the presenter lets
+      // go of it (frames borrow their memory until released); nothing else may be left from 100 rounds.
+      expect(listOpenFds().filter((fd) => !baseline.includes(fd)).length, 'fds left open').toBeLessThanOrEqual(2);
       console.log(`faults: ${JSON.stringify(outcomes)}`);
       expect(outcomes.killed + outcomes.closedByUs + outcomes.beforeAttach).toBe(ROUNDS);
     } finally {
       presenter.close();
     }
+    await sleep(100);
+    expect(listOpenFds().filter((fd) => !before.includes(fd)), 'fds left open after the presenter closed').toEqual([]);
   }, 600_000);
 });

@@ -25,6 +25,8 @@ const PLACEHOLDER_GREY = 0x30;
 /** A uniform dark frame for a console with nothing to show (disabled, or no scan-out yet). */
 class Placeholder {
   private fd: number | null = null;
+  /** Memfds of earlier sizes: frames borrow them until released, so they stay open until close(). */
+  private readonly retired: number[] = [];
   private size = { width: 0, height: 0 };
   private seq = 0;
 
@@ -32,7 +34,8 @@ class Placeholder {
     const w = width > 0 && width <= 16384 ? width : 640;
     const h = height > 0 && height <= 16384 ? height : 480;
     if (this.fd === null || this.size.width !== w || this.size.height !== h) {
-      this.close();
+      if (this.fd !== null) this.retired.push(this.fd);
+      this.fd = null;
       const fd = memfdCreate('wlscanout-placeholder', true);
       try {
         ftruncate(fd, w * h * 4);
@@ -54,6 +57,7 @@ class Placeholder {
   close(): void {
     if (this.fd !== null) close(this.fd);
     this.fd = null;
+    this.retired.splice(0).forEach((fd) => close(fd));
   }
 }
 

@@ -57,7 +57,8 @@ export interface PresenterStats {
   fencesWaited: number;
   fencesPassed: number;
   fencesTimedOut: number;
-  /** Frames refused after presentation began (the compositor failed a dmabuf and no fallback existed). */
+  /** Frames refused after presentation began (the compositor failed a dmabuf and no fallback existed, or the
+   *  source closed a frame's memfd before releasing the frame). */
   framesFailed: number;
   /** Feedback requested and not yet answered; capped, since some compositors (sway 1.7 headless) never answer. */
   feedbackOutstanding: number;
@@ -291,6 +292,18 @@ export class Presenter extends EventEmitter<PresenterEvents> {
     const prepared = this.pending;
     this.pending = null;
     const { frame } = prepared;
+    let shmBuffer;
+    if (prepared.kind === 'shm') {
+      try {
+        shmBuffer = this.buffers.bufferFor(prepared.frame, prepared.imp);
+      } catch (e) {
+        // The source broke its promise to keep the memfd open until release: drop the frame, keep the window.
+        this.stats.framesFailed++;
+        log.error({ seq: frame.seq, fd: prepared.frame.fd, err: (e as Error).message }, 'frame memory unusable at commit: dropped');
+        discardPrepared(prepared);
+        return;
+      }
+    }
     const surface = this.window.surface;
     const size = { width: prepared.kind === 'shm' ? prepared.frame.width : prepared.frame.resource.width,
       height: prepared.kind === 'shm' ? prepared.frame.height : prepared.frame.resource.height };
@@ -298,9 +311,8 @@ export class Presenter extends EventEmitter<PresenterEvents> {
     if (sizeChanged) this.window.applySize(size);
     this.shown = size;
     if (prepared.kind === 'shm') {
-      const buffer = this.buffers.bufferFor(prepared.frame, prepared.imp);
-      surface.attach(buffer.wlBuffer, 0, 0);
-      this.buffers.hold(buffer, prepared.frame);
+      surface.attach(shmBuffer!.wlBuffer, 0, 0);
+      this.buffers.hold(shmBuffer!, prepared.frame);
     } else {
       const { buffer } = prepared;
       surface.attach(buffer.wlBuffer, 0, 0);

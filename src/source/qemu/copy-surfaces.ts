@@ -22,6 +22,8 @@ export interface CopySurface {
   held: number;
   /** What the other surface has and this one lacks: rectangles, or 'all'. */
   stale: Rect[] | 'all';
+  /** Dropped while frames of it were held: unmapped and closed at the last release (frames borrow the fd). */
+  dropped: boolean;
 }
 
 export class CopySurfaces {
@@ -89,13 +91,17 @@ export class CopySurfaces {
       release: () => {
         if (released) return;
         released = true;
-        surface.held--;
+        if (--surface.held === 0 && surface.dropped) release(surface);
       },
     };
   }
 
+  /** Lets go of both surfaces; one the presenter still holds a frame of is closed when that frame is released. */
   drop(): void {
-    this.surfaces?.forEach(release);
+    for (const surface of this.surfaces ?? []) {
+      if (surface.held > 0) surface.dropped = true;
+      else release(surface);
+    }
     this.surfaces = null;
   }
 }
@@ -107,7 +113,7 @@ function allocate(width: number, height: number, format: PixelFormat): CopySurfa
   try {
     ftruncate(memfd, size);
     addSeals(memfd, constants.F_SEAL_SHRINK | constants.F_SEAL_GROW | constants.F_SEAL_SEAL);
-    return { memfd, map: mmap(memfd, 0, size, true), width, height, stride, format, held: 0, stale: 'all' };
+    return { memfd, map: mmap(memfd, 0, size, true), width, height, stride, format, held: 0, stale: 'all', dropped: false };
   } catch (error) {
     close(memfd);
     throw error;

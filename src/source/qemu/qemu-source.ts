@@ -46,7 +46,7 @@ export class QemuSource {
   readonly stats: QemuSourceStats = { scanouts: 0, dmabufScanouts: 0, updates: 0, dmabufUpdates: 0, mapScanouts: 0, mapUpdates: 0, bytesCopied: 0, refused: 0 };
   private readonly surfaces = new CopySurfaces();
   /** QEMU's mapped surface (Unix.Map): our dup of its memfd and the layout. */
-  private mapped: Omit<MemfdFrame, 'damage' | 'seq' | 'flushedAt' | 'release'> | null = null;
+  private mapped: (Omit<MemfdFrame, 'damage' | 'seq' | 'flushedAt' | 'release'> & { held: number; dropped: boolean }) | null = null;
   private resource: BlobResource | null = null;
   private nextResourceId = 1;
   private seq = 0;
@@ -97,7 +97,9 @@ export class QemuSource {
       return;
     }
     this.dropMapped();
-    this.mapped = { fd: e.fd, offset: e.offset, width: e.width, height: e.height, stride: e.stride, fourcc: format.fourcc };
+    this.mapped = {
+      fd: e.fd, offset: e.offset, width: e.width, height: e.height, stride: e.stride, fourcc: format.fourcc, held: 0, dropped: false,
+    };
     this.presentMapped(null);
   }
 
@@ -108,12 +110,27 @@ export class QemuSource {
   }
 
   private presentMapped(damage: MemfdFrame['damage']): void {
-    this.present({ ...this.mapped!, damage, seq: this.seq++, flushedAt: process.hrtime.bigint(), release: () => {} });
+    const mapped = this.mapped!;
+    mapped.held++;
+    let released = false;
+    const { held: _held, dropped: _dropped, ...layout } = mapped;
+    this.present({
+      ...layout, damage, seq: this.seq++, flushedAt: process.hrtime.bigint(),
+      release: () => {
+        if (released) return;
+        released = true;
+        if (--mapped.held === 0 && mapped.dropped) close(mapped.fd);
+      },
+    });
   }
 
+  /** Lets go of QEMU's mapped surface: its fd is closed now, or at the release of the last frame still using it. */
   private dropMapped(): void {
-    if (this.mapped) close(this.mapped.fd); // the compositor's pool keeps its own reference
+    const mapped = this.mapped;
     this.mapped = null;
+    if (!mapped) return;
+    if (mapped.held > 0) mapped.dropped = true;
+    else close(mapped.fd); // the compositor's pool keeps its own reference
   }
 
   /**
