@@ -1,10 +1,14 @@
 // Peers that stop reading. A compositor stopped (SIGSTOP) while a guest streams frames: the presenter sends
 // nothing until the compositor asks for the next frame (frame callbacks), so nothing piles up in our process or
-// in libwayland's 4 KB buffer; when it resumes, frames flow again.
+// in libwayland's 4 KB buffer; when it resumes, frames flow again. A D-Bus peer (QEMU) that stops reading while
+// we keep sending (input, replies): the queue is bounded, then the connection is dropped with the reason.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSway, type Compositor } from '../src/embedded/compositors.js';
 import { runGuest } from '../src/pipeline.js';
 import { makeGuest, openPresenter, sleep, waitFor } from './helpers.js';
+import { listOpenFds, socketpair } from '../src/native/fds.js';
+import { DBusConnection } from '../src/source/qemu/dbus/connection.js';
+import { FakePeer } from './dbus-peer.js';
 
 describe('back-pressure: a compositor that stops reading (sway, SIGSTOP)', () => {
   let sway: Compositor;
@@ -41,4 +45,32 @@ describe('back-pressure: a compositor that stops reading (sway, SIGSTOP)', () =>
       guest.close();
     }
   }, 30_000);
+});
+
+describe('back-pressure: a D-Bus peer that stops reading', () => {
+  it('queues at most maxQueuedBytes, then drops the connection saying why; no fd left open', async () => {
+    const baseline = listOpenFds();
+    const [a, b] = socketpair();
+    const peer = new FakePeer(b);
+    const conn = new DBusConnection(a, { name: 'stalled peer', maxQueuedBytes: 4 * 2 ** 20 });
+    await peer.acceptAuth();
+    await conn.ready;
+    const closed = new Promise<Error | null>((resolve) => conn.once('close', resolve));
+    const rss = process.memoryUsage().rss;
+    const chunk = Buffer.alloc(2 ** 20, 0x5a);
+    let sent = 0;
+    // The peer never reads again: the kernel's socket buffer fills, then our queue, then we give up.
+    for (; sent < 64 && !conn.closed; sent++) {
+      void conn.call({ path: '/org/qemu/Display1/Console_0', interface: 'org.qemu.Display1.Keyboard', member: 'Press',
+        signature: 'ay', body: [chunk], noReply: true }).catch(() => {});
+    }
+    const reason = await closed;
+    expect(reason?.message).toMatch(/^D-Bus stalled peer: the peer stopped reading \(\d+ bytes queued, more than 4194304\)$/);
+    expect((reason as NodeJS.ErrnoException).code).toBe('EPEERSTALLED');
+    expect(sent).toBeLessThan(64);
+    expect(process.memoryUsage().rss - rss).toBeLessThan(32 * 2 ** 20);
+    peer.close();
+    await sleep(20);
+    expect(listOpenFds()).toEqual(baseline);
+  });
 });

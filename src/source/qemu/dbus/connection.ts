@@ -37,6 +37,8 @@ export interface DBusConnectionOptions {
   /** Default 25 s, as libdbus. */
   callTimeoutMs?: number;
   authTimeoutMs?: number;
+  /** Bytes we may queue for a peer that is not reading before the connection is dropped (default 16 MiB). */
+  maxQueuedBytes?: number;
   /** Destination of calls that name none (on a bus: the peer's bus name, e.g. "org.qemu"). */
   destination?: string;
 }
@@ -92,6 +94,9 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
   private partial: { buf: Buffer; filled: number } | null = null;
   private readonly fdQueue: number[] = [];
   private readonly out: OutChunk[] = [];
+  /** Bytes in `out`: bounded, so a peer that stops reading cannot make us grow without end. */
+  private queuedBytes = 0;
+  private readonly maxQueuedBytes: number;
   private readonly beforeBegin: OutChunk[] = [];
 
   /** Takes ownership of fd (a connected, non-blocking AF_UNIX stream socket) and starts the handshake. */
@@ -99,6 +104,7 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
     super();
     this.name = options.name ?? `fd ${fd}`;
     this.destination = options.destination;
+    this.maxQueuedBytes = options.maxQueuedBytes ?? 16 * 2 ** 20;
     this.callTimeoutMs = options.callTimeoutMs ?? 25_000;
     try {
       this.watcher = new FdWatcher(fd, (status, events) => this.onPoll(status, events));
@@ -210,10 +216,19 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
         if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') return this.failSocket(e as Error);
       }
       if (sent === data.length) return;
-      this.out.push({ data: data.subarray(sent), fds: sent === 0 ? dupAll(fds) : [] });
+      this.enqueue({ data: data.subarray(sent), fds: sent === 0 ? dupAll(fds) : [] });
       this.watch();
     } else {
-      this.out.push({ data, fds: dupAll(fds) });
+      this.enqueue({ data, fds: dupAll(fds) });
+    }
+  }
+
+  private enqueue(chunk: OutChunk): void {
+    this.out.push(chunk);
+    this.queuedBytes += chunk.data.length;
+    if (this.queuedBytes > this.maxQueuedBytes) {
+      this.shutdown(Object.assign(new Error(`D-Bus ${this.name}: the peer stopped reading (${this.queuedBytes} bytes ` +
+        `queued, more than ${this.maxQueuedBytes})`), { code: 'EPEERSTALLED' }), true);
     }
   }
 
@@ -230,6 +245,7 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
       closeFds(chunk.fds);
       chunk.fds = [];
       chunk.data = chunk.data.subarray(sent);
+      this.queuedBytes -= sent;
       if (chunk.data.length === 0) this.out.shift();
     }
     this.watch();
