@@ -66,8 +66,46 @@ function refClient(compositor: Compositor, width: number, height: number, frames
   });
 }
 
+/** weston's own simple-shm client (250×250, draws its frame each time): fps from its WAYLAND_DEBUG commits in one
+ *  run, CPU from /proc in a second run without the debug output. */
+async function westonSimpleShm(compositor: Compositor, seconds: number): Promise<CostRow> {
+  const run = (debug: boolean) => new Promise<{ commits: number; cpuMs: number; elapsed: number }>((resolve, reject) => {
+    const child = spawn('weston-simple-shm', [], { env: { ...compositor.env, ...(debug ? { WAYLAND_DEBUG: 'client' } : {}) }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let commits = 0;
+    let partial = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      const lines = (partial + d.toString()).split('\n');
+      partial = lines.pop()!;
+      commits += lines.filter((l) => /-> wl_surface@\d+\.commit\(\)/.test(l)).length;
+    });
+    child.once('error', reject);
+    const t0 = Date.now();
+    setTimeout(() => {
+      const cpuMs = (cpuTicks(child.pid!) * 1000) / 100;
+      const elapsed = (Date.now() - t0) / 1000;
+      child.kill('SIGTERM');
+      resolve({ commits, cpuMs, elapsed });
+    }, seconds * 1000);
+  });
+  const counted = await run(true);
+  const timed = await run(false);
+  const fps = counted.commits / counted.elapsed;
+  return { size: '250x250', client: 'weston-simple-shm (draws each frame)', frames: Math.round(fps * timed.elapsed), fps,
+    cpuMsPerFrame: timed.cpuMs / (fps * timed.elapsed) };
+}
+
 async function presentCost(): Promise<CostRow[]> {
   const rows: CostRow[] = [];
+  // weston-simple-shm runs only on weston (on sway 1.7 headless it aborts: "Both buffers busy at redraw()"), in a
+  // 250×250 window: all three clients at that size on a 250×250 weston output at 60 Hz.
+  const weston = await startWeston({ width: 250, height: 250 });
+  try {
+    rows.push({ ...(await refClient(weston, 250, 250, Math.min(FRAMES, 300))), size: '250x250 (weston)' });
+    rows.push({ ...(await oursPresent(weston, 250, 250, Math.min(FRAMES, 300))), size: '250x250 (weston)' });
+    rows.push({ ...(await westonSimpleShm(weston, 5)), size: '250x250 (weston)' });
+  } finally {
+    await weston.stop();
+  }
   for (const [width, height] of SIZES) {
     const sway = await startSway({ width, height, refreshHz: 240 });
     try {
@@ -263,7 +301,7 @@ const results: Record<string, unknown> = { date: new Date().toISOString(), frame
 if (!only || only === 'present-cost') {
   const rows = await presentCost();
   results.presentCost = rows;
-  console.log(`\npresent cost on sway 1.7 headless (pixman) at 240 Hz, ${FRAMES} frames, pre-drawn XRGB8888 buffers`);
+  console.log(`\npresent cost on sway 1.7 headless (pixman) at 240 Hz, ${FRAMES} frames, pre-drawn XRGB8888 buffers; the 250x250 rows on weston 10 (60 Hz) with weston-simple-shm`);
   console.table(rows.map((r) => ({ size: r.size, client: r.client, fps: r.fps.toFixed(1), 'CPU ms/frame': r.cpuMsPerFrame.toFixed(3) })));
   for (const [w, h] of SIZES) {
     const [floor, ours] = rows.filter((r) => r.size === `${w}x${h}`);
