@@ -18,6 +18,9 @@ export interface HeadOptions {
 /** Waits this long after Disable before calling the display disabled: QEMU 7.2 sends Disable right before each
  *  new dmabuf scan-out, which is not a blank. */
 const DISABLE_GRACE_MS = 300;
+/** Everything that brings the guest's picture back after a Disable (QEMU 7.2 sends Disable before each new dmabuf
+ *  scan-out and then only UpdateDMABUFs). */
+const FRAME_EVENTS = ['scanout', 'update', 'scanout-dmabuf', 'update-dmabuf', 'scanout-map', 'update-map', 'scanout-dmabuf2'] as const;
 /** A console that has shown nothing this long after attaching gets the placeholder (its window maps). */
 const FIRST_FRAME_GRACE_MS = 1000;
 const PLACEHOLDER_GREY = 0x30;
@@ -68,6 +71,7 @@ export class ShowHead {
   private disableTimer: NodeJS.Timeout | null = null;
   private state = '';
   private framesSeen = false;
+  private showingPlaceholder = false;
   private readonly placeholder = new Placeholder();
 
   private constructor(readonly presenter: Presenter, private title: string) {}
@@ -84,11 +88,11 @@ export class ShowHead {
     this.disconnect();
     this.console = display;
     this.title = title;
+    // Before the source: a frame after the placeholder must find the presenter invalidated already.
+    for (const event of FRAME_EVENTS) display.on(event, this.onFrame);
+    display.on('disable', this.onDisable);
     this.source = new QemuSource(display, this.presenter); // at once: events held by attach() come next
     this.input = forwardInput(this.presenter.input, display);
-    display.on('disable', this.onDisable);
-    display.on('scanout', this.onFrame);
-    display.on('scanout-dmabuf', this.onFrame);
     this.setState('');
     this.framesSeen = false;
     this.armTimer(FIRST_FRAME_GRACE_MS, () => {
@@ -103,8 +107,7 @@ export class ShowHead {
     this.input?.stop();
     this.source?.close();
     this.console?.off('disable', this.onDisable);
-    this.console?.off('scanout', this.onFrame);
-    this.console?.off('scanout-dmabuf', this.onFrame);
+    for (const event of FRAME_EVENTS) this.console?.off(event, this.onFrame);
     this.input = null;
     this.source = null;
     this.console = null;
@@ -137,6 +140,11 @@ export class ShowHead {
     this.framesSeen = true;
     if (this.disableTimer) clearTimeout(this.disableTimer);
     this.disableTimer = null;
+    if (this.showingPlaceholder) {
+      // The guest's frames carry damage relative to the guest's previous frame, not to the placeholder.
+      this.presenter.invalidate();
+      this.showingPlaceholder = false;
+    }
     if (this.state) this.setState('');
   };
 
@@ -152,6 +160,7 @@ export class ShowHead {
     const c = this.console?.console;
     try {
       this.presenter.present(this.placeholder.frame(c?.width ?? 0, c?.height ?? 0));
+      this.showingPlaceholder = true;
     } catch (e) {
       log.warn({ err: (e as Error).message }, 'show: cannot show the placeholder');
     }

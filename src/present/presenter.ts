@@ -260,6 +260,11 @@ export class Presenter extends EventEmitter<PresenterEvents> {
   }
 
   /** Releases every frame, destroys the window and disconnects. */
+  /** The next commit damages the whole surface (the content shown before it came from elsewhere). */
+  invalidate(): void {
+    this.pendingDamage = null;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
