@@ -2,8 +2,17 @@
  * libwayland directly (attach, damage_buffer, commit, frame callback, wait for release). The buffers live in one
  * memfd, shown either as wl_shm buffers or (dmabuf) as udmabufs of it through zwp_linux_dmabuf_v1 (linear,
  * params.add + create_immed: the same zero-copy path wlscanout takes for blob resources). Usage:
- *   ref-client WIDTH HEIGHT FRAMES [shm|dmabuf [WARMUP]]   → one JSON line: frames, seconds, cpu_user_s, cpu_sys_s
- * WARMUP frames (default 0) are shown before the clocks start and are not counted. */
+ *   ref-client WIDTH HEIGHT FRAMES [shm|dmabuf [WARMUP [FLAG...]]]   → one JSON line: frames, seconds, cpu_user_s, cpu_sys_s
+ * WARMUP frames (default 0) are shown before the clocks start and are not counted. The FLAGs (dmabuf mode; none by
+ * default) add one by one what wlscanout's presenter sends and this floor does not, to find what costs the
+ * compositor (bench/README.md, present-cost-dmabuf):
+ *   viewport      wp_viewport.set_destination(WIDTH, HEIGHT) with the first buffer
+ *   create        params.create (waiting for created) instead of create_immed
+ *   presentation  a wp_presentation feedback with every commit
+ *   invalid       DRM_FORMAT_MOD_INVALID on the wire instead of LINEAR
+ *   feedback      linux-dmabuf v4 and get_surface_feedback on the window's surface
+ *   geometry      xdg_surface.set_window_geometry(0, 0, WIDTH, HEIGHT) with the first buffer
+ *   decoration    zxdg_toplevel_decoration_v1 server_side, when offered */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +27,9 @@
 #include <wayland-client.h>
 #include "xdg-shell-client-protocol.h"
 #include "linux-dmabuf-unstable-v1-client-protocol.h"
+#include "viewporter-client-protocol.h"
+#include "presentation-time-client-protocol.h"
+#include "xdg-decoration-unstable-v1-client-protocol.h"
 
 #define DRM_FORMAT_XRGB8888 0x34325258u /* fourcc 'XR24' */
 
@@ -26,6 +38,10 @@ static struct wl_compositor *compositor;
 static struct wl_shm *shm;
 static struct xdg_wm_base *wm_base;
 static struct zwp_linux_dmabuf_v1 *linux_dmabuf;
+static struct wp_viewporter *viewporter;
+static struct wp_presentation *presentation;
+static struct zxdg_decoration_manager_v1 *decoration_manager;
+static int flag_viewport, flag_create, flag_presentation, flag_invalid, flag_feedback, flag_geometry, flag_decoration;
 static struct { struct wl_buffer *buffer; int busy; } bufs[NBUF];
 static int configured, frame_ready = 1, shown;
 
@@ -33,7 +49,11 @@ static void global(void *d, struct wl_registry *r, uint32_t name, const char *if
   if (!strcmp(iface, "wl_compositor")) compositor = wl_registry_bind(r, name, &wl_compositor_interface, 4);
   else if (!strcmp(iface, "wl_shm")) shm = wl_registry_bind(r, name, &wl_shm_interface, 1);
   else if (!strcmp(iface, "xdg_wm_base")) wm_base = wl_registry_bind(r, name, &xdg_wm_base_interface, 1);
-  else if (!strcmp(iface, "zwp_linux_dmabuf_v1") && v >= 2) linux_dmabuf = wl_registry_bind(r, name, &zwp_linux_dmabuf_v1_interface, v >= 3 ? 3 : 2);
+  else if (!strcmp(iface, "zwp_linux_dmabuf_v1") && v >= 2)
+    linux_dmabuf = wl_registry_bind(r, name, &zwp_linux_dmabuf_v1_interface, flag_feedback && v >= 4 ? 4 : v >= 3 ? 3 : 2);
+  else if (!strcmp(iface, "wp_viewporter") && flag_viewport) viewporter = wl_registry_bind(r, name, &wp_viewporter_interface, 1);
+  else if (!strcmp(iface, "wp_presentation") && flag_presentation) presentation = wl_registry_bind(r, name, &wp_presentation_interface, 1);
+  else if (!strcmp(iface, "zxdg_decoration_manager_v1") && flag_decoration) decoration_manager = wl_registry_bind(r, name, &zxdg_decoration_manager_v1_interface, 1);
 }
 static void global_remove(void *d, struct wl_registry *r, uint32_t n) {}
 static const struct wl_registry_listener registry_listener = { global, global_remove };
@@ -48,12 +68,42 @@ static void release(void *d, struct wl_buffer *b) { bufs[(long)d].busy = 0; }
 static const struct wl_buffer_listener buffer_listener = { release };
 static void done(void *d, struct wl_callback *cb, uint32_t t) { wl_callback_destroy(cb); frame_ready = 1; shown++; }
 static const struct wl_callback_listener frame_listener = { done };
+static void pf_sync_output(void *d, struct wp_presentation_feedback *f, struct wl_output *o) {}
+static void pf_presented(void *d, struct wp_presentation_feedback *f, uint32_t a, uint32_t b, uint32_t c, uint32_t e, uint32_t g, uint32_t h, uint32_t i) { wp_presentation_feedback_destroy(f); }
+static void pf_discarded(void *d, struct wp_presentation_feedback *f) { wp_presentation_feedback_destroy(f); }
+static const struct wp_presentation_feedback_listener pf_listener = { pf_sync_output, pf_presented, pf_discarded };
+static void fb_done(void *d, struct zwp_linux_dmabuf_feedback_v1 *f) {}
+static void fb_format_table(void *d, struct zwp_linux_dmabuf_feedback_v1 *f, int32_t fd, uint32_t size) { close(fd); }
+static void fb_main_device(void *d, struct zwp_linux_dmabuf_feedback_v1 *f, struct wl_array *dev) {}
+static void fb_tranche_done(void *d, struct zwp_linux_dmabuf_feedback_v1 *f) {}
+static void fb_tranche_target_device(void *d, struct zwp_linux_dmabuf_feedback_v1 *f, struct wl_array *dev) {}
+static void fb_tranche_formats(void *d, struct zwp_linux_dmabuf_feedback_v1 *f, struct wl_array *idx) {}
+static void fb_tranche_flags(void *d, struct zwp_linux_dmabuf_feedback_v1 *f, uint32_t flags) {}
+static const struct zwp_linux_dmabuf_feedback_v1_listener fb_listener = {
+  fb_done, fb_format_table, fb_main_device, fb_tranche_done, fb_tranche_target_device, fb_tranche_formats, fb_tranche_flags };
+static int created_count;
+static void params_created(void *d, struct zwp_linux_buffer_params_v1 *p, struct wl_buffer *b) {
+  bufs[(long)d].buffer = b; created_count++; zwp_linux_buffer_params_v1_destroy(p);
+}
+static void params_failed(void *d, struct zwp_linux_buffer_params_v1 *p) { fprintf(stderr, "ref-client: params.failed\n"); exit(1); }
+static const struct zwp_linux_buffer_params_v1_listener params_listener = { params_created, params_failed };
 
 int main(int argc, char **argv) {
-  if (argc < 4 || argc > 6) { fprintf(stderr, "usage: ref-client WIDTH HEIGHT FRAMES [shm|dmabuf [WARMUP]]\n"); return 2; }
+  if (argc < 4) { fprintf(stderr, "usage: ref-client WIDTH HEIGHT FRAMES [shm|dmabuf [WARMUP [FLAG...]]]\n"); return 2; }
   int w = atoi(argv[1]), h = atoi(argv[2]), frames = atoi(argv[3]), stride = w * 4;
-  int dmabuf = argc >= 5 && !strcmp(argv[4], "dmabuf"), warmup = argc == 6 ? atoi(argv[5]) : 0;
+  int dmabuf = argc >= 5 && !strcmp(argv[4], "dmabuf"), warmup = argc >= 6 ? atoi(argv[5]) : 0;
   if (argc >= 5 && !dmabuf && strcmp(argv[4], "shm")) { fprintf(stderr, "ref-client: unknown path %s\n", argv[4]); return 2; }
+  for (int i = 6; i < argc; i++) {
+    if (!strcmp(argv[i], "viewport")) flag_viewport = 1;
+    else if (!strcmp(argv[i], "create")) flag_create = 1;
+    else if (!strcmp(argv[i], "presentation")) flag_presentation = 1;
+    else if (!strcmp(argv[i], "invalid")) flag_invalid = 1;
+    else if (!strcmp(argv[i], "feedback")) flag_feedback = 1;
+    else if (!strcmp(argv[i], "geometry")) flag_geometry = 1;
+    else if (!strcmp(argv[i], "decoration")) flag_decoration = 1;
+    else { fprintf(stderr, "ref-client: unknown flag %s\n", argv[i]); return 2; }
+  }
+  if (argc > 6 && !dmabuf) { fprintf(stderr, "ref-client: flags apply to dmabuf mode only\n"); return 2; }
   struct wl_display *display = wl_display_connect(NULL);
   if (!display) { perror("wl_display_connect"); return 1; }
   struct wl_registry *registry = wl_display_get_registry(display);
@@ -78,13 +128,20 @@ int main(int argc, char **argv) {
       int dfd = ioctl(dev, UDMABUF_CREATE, &create);
       if (dfd < 0) { perror("UDMABUF_CREATE"); return 1; }
       struct zwp_linux_buffer_params_v1 *params = zwp_linux_dmabuf_v1_create_params(linux_dmabuf);
-      zwp_linux_buffer_params_v1_add(params, dfd, 0, 0, stride, 0, 0); /* plane 0, offset 0, linear modifier */
-      bufs[i].buffer = zwp_linux_buffer_params_v1_create_immed(params, w, h, DRM_FORMAT_XRGB8888, 0);
-      zwp_linux_buffer_params_v1_destroy(params);
+      /* plane 0, offset 0, linear modifier (or DRM_FORMAT_MOD_INVALID, 0x00ffffffffffffff, with "invalid") */
+      zwp_linux_buffer_params_v1_add(params, dfd, 0, 0, stride, flag_invalid ? 0x00ffffffu : 0, flag_invalid ? 0xffffffffu : 0);
+      if (flag_create) {
+        zwp_linux_buffer_params_v1_add_listener(params, &params_listener, (void *)i);
+        zwp_linux_buffer_params_v1_create(params, w, h, DRM_FORMAT_XRGB8888, 0);
+      } else {
+        bufs[i].buffer = zwp_linux_buffer_params_v1_create_immed(params, w, h, DRM_FORMAT_XRGB8888, 0);
+        zwp_linux_buffer_params_v1_destroy(params);
+      }
       close(dfd); /* the compositor has its own reference once the request is sent */
-      wl_buffer_add_listener(bufs[i].buffer, &buffer_listener, (void *)i);
     }
     close(dev);
+    while (flag_create && created_count < NBUF && wl_display_dispatch(display) >= 0) {}
+    for (long i = 0; i < NBUF; i++) wl_buffer_add_listener(bufs[i].buffer, &buffer_listener, (void *)i);
     /* create_immed fails by a protocol error: a roundtrip surfaces it before the measurement. */
     if (wl_display_roundtrip(display) < 0) { fprintf(stderr, "ref-client: the compositor refused the dmabufs\n"); return 1; }
   } else {
@@ -99,6 +156,16 @@ int main(int argc, char **argv) {
   xdg_surface_add_listener(xs, &xdg_surface_listener, NULL);
   struct xdg_toplevel *top = xdg_surface_get_toplevel(xs);
   xdg_toplevel_add_listener(top, &top_listener, NULL);
+  if (flag_feedback) {
+    if (zwp_linux_dmabuf_v1_get_version(linux_dmabuf) < 4) { fprintf(stderr, "ref-client: feedback: no linux-dmabuf v4\n"); return 1; }
+    zwp_linux_dmabuf_feedback_v1_add_listener(zwp_linux_dmabuf_v1_get_surface_feedback(linux_dmabuf, surface), &fb_listener, NULL);
+  }
+  if (flag_viewport && !viewporter) { fprintf(stderr, "ref-client: viewport: no wp_viewporter\n"); return 1; }
+  if (flag_presentation && !presentation) { fprintf(stderr, "ref-client: presentation: no wp_presentation\n"); return 1; }
+  struct wp_viewport *viewport = flag_viewport ? wp_viewporter_get_viewport(viewporter, surface) : NULL;
+  if (flag_decoration && decoration_manager)
+    zxdg_toplevel_decoration_v1_set_mode(zxdg_decoration_manager_v1_get_toplevel_decoration(decoration_manager, top),
+      ZXDG_TOPLEVEL_DECORATION_V1_MODE_SERVER_SIDE);
   xdg_toplevel_set_fullscreen(top, NULL);
   wl_surface_commit(surface);
   while (!configured && wl_display_dispatch(display) >= 0) {}
@@ -119,6 +186,9 @@ int main(int argc, char **argv) {
         bufs[b].busy = 1;
         next = b + 1;
         wl_surface_attach(surface, bufs[b].buffer, 0, 0);
+        if (committed == 0 && viewport) wp_viewport_set_destination(viewport, w, h);
+        if (committed == 0 && flag_geometry) xdg_surface_set_window_geometry(xs, 0, 0, w, h);
+        if (presentation) wp_presentation_feedback_add_listener(wp_presentation_feedback(presentation, surface), &pf_listener, NULL);
         wl_surface_damage_buffer(surface, 0, 0, w, h);
         wl_callback_add_listener(wl_surface_frame(surface), &frame_listener, NULL);
         wl_surface_commit(surface);
