@@ -62,7 +62,11 @@ describe('wlscanout show: SeaBIOS text mode (-vga std, real QEMU) pixel-identica
     try {
       const before = await screendump();
       expect(`${before.width}x${before.height}`).toBe('640x480');
-      await sleep(1000); // attached, showing the 640x480 surface
+      await sleep(1500); // attached, showing the 640x480 surface
+      // QEMU sends the paused guest's surface once, right at registration: missing it would leave the window on
+      // the placeholder, titled so.
+      const tree = await sway.swaymsg!('-t', 'get_tree');
+      expect(tree).toMatch(/"name": "wlscanout: [^"]* — VGA"/); // no "(no display output yet)" suffix
       await qmp({ execute: 'cont' });
       // SeaBIOS ends on its "No bootable device" text screen; its cursor blinks, so compare the two captures
       // taken back to back, several times, until one pair agrees.

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { QemuVm, type QemuDisplay } from '../source/qemu/display.js';
 import { log } from '../log.js';
 import { parseCount, UsageError } from './args.js';
-import { ShowHead } from './show-head.js';
+import { ShowHead, type HeadOptions } from './show-head.js';
 
 export const showHelp = `wlscanout show (--qmp SOCKET | --dbus-address ADDR) [options]
   Shows a running QEMU's display in a window per graphic console (each titled with the VM's name and
@@ -42,22 +42,38 @@ interface Attached {
 
 type Target = { qmpPath?: string; dbusAddress?: string };
 
-async function attach(target: Target, only: number | null): Promise<Attached> {
+/**
+ * Attaches to QEMU and shows each console in a head (opening the heads that do not exist yet). Each console is
+ * connected in the same turn as openConsole() resolves, before its held events are let go, so none is missed.
+ */
+async function attach(target: Target, only: number | null, heads: ShowHead[], headOptions: HeadOptions): Promise<Attached> {
   const vm = await QemuVm.attach(target);
+  const consoles: QemuDisplay[] = [];
   try {
     const ids = only !== null ? [only] : await vm.graphicConsoles();
     if (ids.length === 0) throw new Error('QEMU has no graphic console');
-    const consoles: QemuDisplay[] = [];
-    for (const id of ids) consoles.push(await vm.openConsole(id));
+    for (const [i, id] of ids.entries()) {
+      const info = await vm.consoleInfo(id);
+      heads[i] ??= await ShowHead.open(titleFor(vm.vm.name, info.label, id), headOptions);
+      const display = await vm.openConsole(id);
+      heads[i].connect(display, titleOf(display));
+      consoles.push(display);
+      log.info({ vm: vm.vm.name, console: display.console }, 'showing QEMU console');
+    }
     return { vm, consoles };
   } catch (e) {
+    for (const display of consoles) display.close();
     vm.close();
     throw e;
   }
 }
 
+function titleFor(vmName: string, label: string, id: number): string {
+  return `wlscanout: ${vmName || 'QEMU'} — ${label || `console ${id}`}`;
+}
+
 function titleOf(display: QemuDisplay): string {
-  return `wlscanout: ${display.vm.name || 'QEMU'} — ${display.console.label || `console ${display.console.id}`}`;
+  return titleFor(display.vm.name, display.console.label, display.console.id);
 }
 
 export async function showCommand(argv: string[]): Promise<number> {
@@ -73,18 +89,11 @@ export async function showCommand(argv: string[]): Promise<number> {
   }
   const target: Target = values.qmp ? { qmpPath: values.qmp } : { dbusAddress: values['dbus-address'] };
   const only = values.console === undefined ? null : parseCount('--console', values.console, 0, 0, 255);
-  let attached = await attach(target, only);
   const heads: ShowHead[] = [];
-  const headOptions = { display: values.display, fullscreen: values.fullscreen, dmabuf: !values['no-dmabuf'] };
+  const headOptions: HeadOptions = { display: values.display, fullscreen: values.fullscreen, dmabuf: !values['no-dmabuf'] };
+  let attached: Attached | null = null;
   try {
-    // Windows first, then the sources: a console's events are held until the code after openConsole() runs,
-    // so connect each head in the same turn as its window opens.
-    for (const display of attached.consoles) {
-      const head = await ShowHead.open(titleOf(display), headOptions);
-      heads.push(head);
-      head.connect(display, titleOf(display));
-      log.info({ vm: display.vm.name, console: display.console }, 'showing QEMU console');
-    }
+    attached = await attach(target, only, heads, headOptions);
     for (;;) {
       const outcome = await nextOutcome(heads, attached.vm);
       const summary = `${outcome.why}; ${heads.map((h) => h.stats).join('; ')}`;
@@ -95,20 +104,19 @@ export async function showCommand(argv: string[]): Promise<number> {
       process.stderr.write(`${summary}; waiting for QEMU to come back (--wait)\n`);
       for (const head of heads) head.disconnect('disconnected, waiting for QEMU');
       const stop = new AbortController();
-      const again = await Promise.race([reattach(target, only, stop.signal), nextOutcome(heads, null)]);
+      const again = await Promise.race([reattach(target, only, heads, headOptions, stop.signal), nextOutcome(heads, null)]);
       stop.abort();
       if ('code' in again) {
         process.stderr.write(`${again.why}\n`);
         return again.code;
       }
       attached = again;
-      attached.consoles.forEach((display, i) => heads[i]?.connect(display, titleOf(display)));
       log.info({ consoles: attached.consoles.length }, 'show: attached to QEMU again');
     }
   } finally {
     for (const head of heads) head.close();
-    for (const display of attached.consoles) display.close();
-    attached.vm.close();
+    for (const display of attached?.consoles ?? []) display.close();
+    attached?.vm.close();
   }
 }
 
@@ -137,13 +145,15 @@ function nextOutcome(heads: ShowHead[], vm: QemuVm | null): Promise<{ code: numb
 }
 
 /** Attaches again once QEMU serves its QMP socket (tried every second); never resolves once `signal` aborts. */
-async function reattach(target: Target, only: number | null, signal: AbortSignal): Promise<Attached> {
+async function reattach(target: Target, only: number | null, heads: ShowHead[], headOptions: HeadOptions,
+  signal: AbortSignal): Promise<Attached> {
   while (!signal.aborted) {
     await new Promise((r) => setTimeout(r, 1000));
     if (signal.aborted) break;
     try {
-      const attached = await attach(target, only);
+      const attached = await attach(target, only, heads, headOptions);
       if (!signal.aborted) return attached;
+      for (const display of attached.consoles) display.close();
       attached.vm.close();
     } catch (e) {
       log.debug({ err: (e as Error).message }, 'show: QEMU not back yet');
