@@ -37,7 +37,7 @@ test: build lab-kernel
 bench: build
 	$(MAKE) -s -C bench/ref
 	npx tsc -p bench/tsconfig.json
-	node dist-bench/bench/run.js
+	node --expose-gc dist-bench/bench/run.js
 
 # An interactive shell inside the lab VM (Ctrl-A X ends QEMU).
 lab-shell: build lab-kernel
