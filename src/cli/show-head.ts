@@ -51,6 +51,7 @@ class Placeholder {
       this.fd = fd;
       this.size = { width: w, height: h };
     }
+    // Negative seqs: QemuSource answers QEMU when 'committed' names one of its own frames' seqs, never these.
     return {
       fd: this.fd, offset: 0, width: w, height: h, stride: w * 4, fourcc: formatByName('XRGB8888')!.fourcc,
       damage: null, seq: -1 - this.seq++, flushedAt: process.hrtime.bigint(), release: () => {},
