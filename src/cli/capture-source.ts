@@ -11,7 +11,7 @@ import { parseCount, parseFormat, parseSize, UsageError } from './args.js';
 export const captureSourceHelp = `  source (one of):
       --qmp SOCKET         a QEMU started with -display dbus,p2p=yes and -qmp unix:SOCKET,server=on,wait=off
       --dbus-address ADDR  a QEMU on a bus (-display dbus[,addr=ADDR]); "session": the session bus
-      --console N          with --qmp: the graphic console (default: 0)
+      --console N          with --qmp or --dbus-address: the graphic console (default: 0)
       --guest WxH          the built-in guest's test pattern at this size
       --guest-format NAME  with --guest: XRGB8888, ARGB8888, XBGR8888 or ABGR8888 (default: XRGB8888)`;
 

@@ -8,7 +8,7 @@ import { formatByFourcc } from '../formats.js';
 import { parseCount, UsageError } from './args.js';
 import { captureSourceHelp, captureSourceOptions, openCaptureSource } from './capture-source.js';
 
-export const recordHelp = `wlscanout record (--qmp SOCKET | --guest WxH) [-o FILE] [options]
+export const recordHelp = `wlscanout record (--qmp SOCKET | --dbus-address ADDR | --guest WxH) [-o FILE] [options]
   Records the guest's frames at its own resolution, straight from its scan-out (no window needed).
   A QEMU guest is sampled at --fps (frames the guest drew in between count as dropped, unchanged
   ones as repeated); the built-in guest draws each frame after the previous one was recorded, so

@@ -11,7 +11,7 @@ import { formatByName } from '../formats.js';
 import { parseCount, UsageError } from './args.js';
 import { captureSourceHelp, captureSourceOptions, openCaptureSource } from './capture-source.js';
 
-export const screenshotHelp = `wlscanout screenshot (--qmp SOCKET | --guest WxH | --compositor) [options]
+export const screenshotHelp = `wlscanout screenshot (--qmp SOCKET | --dbus-address ADDR | --guest WxH | --compositor) [options]
   Saves a guest frame as a PNG, at the guest's own resolution, straight from the guest's scan-out (not
   from a window). With --compositor it saves what the compositor shows on an output instead
   (wlr-screencopy, or weston_screenshooter when weston runs with --debug).
