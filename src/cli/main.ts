@@ -21,7 +21,7 @@ const usage = `usage: wlscanout [--log-level LEVEL] <command> [options]
 
 commands:
   demo          show the built-in guest's test pattern in a window (zero-copy wl_shm)
-  show          show a running QEMU's display (-display dbus,p2p=yes) in a window
+  show          show a running QEMU's display (-display dbus) in a window per console, with input
   screenshot    save a guest frame (or what the compositor shows) as a PNG
   record        record the guest's frames to a video (ffmpeg) or raw file, or --verify them
   doctor        report what the host and compositor offer and which paths will be used
@@ -32,7 +32,7 @@ global options:
   -h, --help          this help; \`wlscanout <command> --help\` for a command's options
   --version           print the version
 
-exit status: 0 success, 1 failure (e.g. the compositor went away), 2 bad command line`;
+exit status: 0 success, 1 failure (e.g. the compositor went away), 2 bad command line, 3 (show) QEMU went away`;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
