@@ -6,9 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSway, type Compositor } from '../src/embedded/compositors.js';
 import { runGuest } from '../src/pipeline.js';
 import { makeGuest, openPresenter, sleep, waitFor } from './helpers.js';
-import { listOpenFds, socketpair } from '../src/native/fds.js';
-import { DBusConnection } from '../src/source/qemu/dbus/connection.js';
-import { FakePeer } from './dbus-peer.js';
+import { listOpenFds } from '../src/native/fds.js';
+import { connectPair } from './dbus-peer.js';
 
 describe('back-pressure: a compositor that stops reading (sway, SIGSTOP)', () => {
   let sway: Compositor;
@@ -50,11 +49,7 @@ describe('back-pressure: a compositor that stops reading (sway, SIGSTOP)', () =>
 describe('back-pressure: a D-Bus peer that stops reading', () => {
   it('queues at most maxQueuedBytes, then drops the connection saying why; no fd left open', async () => {
     const baseline = listOpenFds();
-    const [a, b] = socketpair();
-    const peer = new FakePeer(b);
-    const conn = new DBusConnection(a, { name: 'stalled peer', maxQueuedBytes: 4 * 2 ** 20 });
-    await peer.acceptAuth();
-    await conn.ready;
+    const { conn, peer } = await connectPair({ name: 'stalled peer', maxQueuedBytes: 4 * 2 ** 20 });
     const closed = new Promise<Error | null>((resolve) => conn.once('close', resolve));
     const rss = process.memoryUsage().rss;
     const chunk = Buffer.alloc(2 ** 20, 0x5a);

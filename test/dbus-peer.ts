@@ -1,6 +1,7 @@
 // The far end of a p2p D-Bus connection for tests: the server side of the handshake, then raw messages built
 // with the same encoder (or by hand, to be malformed), read and written with plain recvmsg/sendmsg polling.
-import { close, recvmsg, sendmsg } from '../src/native/fds.js';
+import { close, recvmsg, sendmsg, socketpair } from '../src/native/fds.js';
+import { DBusConnection, type DBusConnectionOptions } from '../src/source/qemu/dbus/connection.js';
 import { MessageType, decodeMessage, encodeMessage, messageSize, type Message, type MessageHeader } from '../src/source/qemu/dbus/message.js';
 import type { DBusValue } from '../src/source/qemu/dbus/values.js';
 import { sleep } from './helpers.js';
@@ -122,6 +123,16 @@ export class FakePeer {
     }
     return false;
   }
+}
+
+/** Our DBusConnection on one end of a socketpair, a FakePeer on the other, the handshake done. */
+export async function connectPair(options: DBusConnectionOptions = {}): Promise<{ conn: DBusConnection; peer: FakePeer }> {
+  const [a, b] = socketpair();
+  const peer = new FakePeer(b);
+  const conn = new DBusConnection(a, { name: 'test', ...options });
+  await peer.acceptAuth();
+  await conn.ready;
+  return { conn, peer };
 }
 
 export function closeFds(fds: number[]): void {

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { close, fstat, ftruncate, listOpenFds, memfdCreate, socketpair } from '../src/native/fds.js';
+import { close, fstat, listOpenFds, socketpair } from '../src/native/fds.js';
 import { SaslClient } from '../src/source/qemu/dbus/auth.js';
 import { DBusConnection } from '../src/source/qemu/dbus/connection.js';
 import { DBusAuthError, DBusError, DBusWireError } from '../src/source/qemu/dbus/errors.js';
@@ -15,7 +15,8 @@ import {
   DisplayListener, LISTENER_INTERFACE, LISTENER_PATH, PixmanFormat, QemuDisplay, type ListenerEvents, type UpdateEvent,
 } from '../src/source/qemu/display.js';
 import { QmpClient, QmpError } from '../src/source/qemu/qmp.js';
-import { FakePeer, closeFds } from './dbus-peer.js';
+import { FakePeer, closeFds, connectPair } from './dbus-peer.js';
+import { memfdOfSize } from './native-helpers.js';
 import { sleep, waitFor } from './helpers.js';
 
 // The marshalling boundary: dbus-native marshals (little endian) and reads (either byte order), wire.ts checks.
@@ -311,21 +312,7 @@ describe('SASL client', () => {
   });
 });
 
-// Connection and listener tests run against a FakePeer on the other end of a socketpair.
-async function connectPair(options = {}): Promise<{ conn: DBusConnection; peer: FakePeer }> {
-  const [a, b] = socketpair();
-  const peer = new FakePeer(b);
-  const conn = new DBusConnection(a, { name: 'test', ...options });
-  await peer.acceptAuth();
-  await conn.ready;
-  return { conn, peer };
-}
-
-function memfdOfSize(size: number): number {
-  const fd = memfdCreate('dbus-test');
-  ftruncate(fd, size);
-  return fd;
-}
+// Connection and listener tests run against a FakePeer on the other end of a socketpair (connectPair).
 
 describe('D-Bus connection', () => {
   let baseline: number[];

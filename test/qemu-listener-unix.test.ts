@@ -3,7 +3,7 @@
 // a sub-rectangle). Bad calls get D-Bus errors naming what was wrong, and no fd is leaked.
 import { EventEmitter } from 'node:events';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { close, fstat, ftruncate, listOpenFds, memfdCreate, pwrite, socketpair } from '../src/native/fds.js';
+import { close, fstat, listOpenFds, pwrite } from '../src/native/fds.js';
 import { DBusConnection } from '../src/source/qemu/dbus/connection.js';
 import type { DBusValue } from '../src/source/qemu/dbus/values.js';
 import {
@@ -13,23 +13,9 @@ import {
 import { QemuSource } from '../src/source/qemu/qemu-source.js';
 import { startWeston, type Compositor } from '../src/embedded/compositors.js';
 import { renderExpected } from '../src/source/test-pattern.js';
-import { FakePeer } from './dbus-peer.js';
+import { connectPair, type FakePeer } from './dbus-peer.js';
+import { memfdOfSize } from './native-helpers.js';
 import { openPresenter, sleep, waitFor, XRGB } from './helpers.js';
-
-async function connectPair(): Promise<{ conn: DBusConnection; peer: FakePeer }> {
-  const [a, b] = socketpair();
-  const peer = new FakePeer(b);
-  const conn = new DBusConnection(a, { name: 'test' });
-  await peer.acceptAuth();
-  await conn.ready;
-  return { conn, peer };
-}
-
-function memfdOfSize(size: number): number {
-  const fd = memfdCreate('qemu-surface');
-  ftruncate(fd, size);
-  return fd;
-}
 
 const XR24 = 0x34325258;
 
