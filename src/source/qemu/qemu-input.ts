@@ -5,6 +5,7 @@
 // coalesced: at most one position call in flight, the latest one next.
 import type { WindowInput } from '../../present/window-input.js';
 import { log } from '../../log.js';
+import { listen } from '../../events.js';
 import { evdevToQnum } from './keymap.js';
 import { MouseButton, type QemuDisplay } from './display.js';
 import type { CursorDefineEvent, MouseSetEvent } from './listener.js';
@@ -113,31 +114,20 @@ export function forwardInput(input: WindowInput, display: QemuDisplay): InputFor
     input.setRelativeMode(!mode);
   };
 
-  input.on('key', onKey);
-  input.on('motion', sendPosition);
-  input.on('button', onButton);
-  input.on('wheel', onWheel);
-  input.on('blur', onBlur);
-  input.on('relative-motion', onRelative);
-  display.on('cursor-define', onCursor);
-  display.on('mouse-set', onMouseSet);
-  display.on('mouse-mode', onMode);
   // Absolute until QEMU says otherwise (a refused SetAbsPosition, or IsAbsolute changing): its IsAbsolute
   // property read at attach time can be stale (QEMU 7.2 answers false with an active virtio tablet).
+  const subscriptions = [
+    listen(input, 'key', onKey), listen(input, 'motion', sendPosition), listen(input, 'button', onButton),
+    listen(input, 'wheel', onWheel), listen(input, 'blur', onBlur), listen(input, 'relative-motion', onRelative),
+    listen(display, 'cursor-define', onCursor), listen(display, 'mouse-set', onMouseSet), listen(display, 'mouse-mode', onMode),
+  ];
   return {
     stats,
     stop: () => {
       onBlur();
-      input.off('key', onKey);
-      input.off('motion', sendPosition);
-      input.off('button', onButton);
-      input.off('wheel', onWheel);
-      input.off('blur', onBlur);
-      input.off('relative-motion', onRelative);
+      subscriptions.forEach((off) => off());
       input.setRelativeMode(false);
-      display.off('cursor-define', onCursor);
-      display.off('mouse-set', onMouseSet);
-      display.off('mouse-mode', onMode);
     },
   };
 }
+

@@ -16,6 +16,7 @@ import { close } from '../../native/fds.js';
 import { CopySurfaces, type CopySurface } from './copy-surfaces.js';
 import { formatByFourcc, formatByName, type PixelFormat } from '../../formats.js';
 import { log } from '../../log.js';
+import { listen } from '../../events.js';
 import { countCopy } from '../../copy-stats.js';
 
 const PIXMAN_TO_FORMAT = new Map<number, PixelFormat>([
@@ -56,22 +57,18 @@ export class QemuSource {
 
   /** Feeds `sink` (a Presenter, a CaptureSession, or a FrameTee of both) with the display's frames. */
   constructor(display: QemuDisplay | ListenerEventSource, private readonly sink: FrameSink) {
-    const on = <A extends unknown[]>(emitter: { on(e: string, f: (...a: A) => void): unknown; off(e: string, f: (...a: A) => void): unknown }, event: string, f: (...a: A) => void) => {
-      emitter.on(event, f);
-      return () => emitter.off(event, f);
-    };
     const offs = [
-      on(display, 'scanout', (e: ScanoutEvent) => this.onScanout(e)),
-      on(display, 'update', (e: UpdateEvent) => this.onUpdate(e)),
-      on(display, 'resize', (e: ResizeEvent) => this.onResize(e)),
-      on(display, 'scanout-dmabuf', (e: DmabufScanoutEvent) => this.onScanoutDmabuf(e)),
-      on(display, 'update-dmabuf', (e: DmabufUpdateEvent) => this.onUpdateDmabuf(e)),
-      on(display, 'scanout-map', (e: MapScanoutEvent) => this.onScanoutMap(e)),
-      on(display, 'update-map', (e: MapUpdateEvent) => this.onUpdateMap(e)),
-      on(display, 'scanout-dmabuf2', (e: Dmabuf2ScanoutEvent) => this.onScanoutDmabuf2(e)),
+      listen(display, 'scanout', (e: ScanoutEvent) => this.onScanout(e)),
+      listen(display, 'update', (e: UpdateEvent) => this.onUpdate(e)),
+      listen(display, 'resize', (e: ResizeEvent) => this.onResize(e)),
+      listen(display, 'scanout-dmabuf', (e: DmabufScanoutEvent) => this.onScanoutDmabuf(e)),
+      listen(display, 'update-dmabuf', (e: DmabufUpdateEvent) => this.onUpdateDmabuf(e)),
+      listen(display, 'scanout-map', (e: MapScanoutEvent) => this.onScanoutMap(e)),
+      listen(display, 'update-map', (e: MapUpdateEvent) => this.onUpdateMap(e)),
+      listen(display, 'scanout-dmabuf2', (e: Dmabuf2ScanoutEvent) => this.onScanoutDmabuf2(e)),
       // QEMU 7.2 sends Disable right after each new dmabuf scan-out (it is releasing the old one): not a blank.
-      on(display, 'disable', () => log.debug('qemu: disable')),
-      on(sink, 'committed', (f: ScanoutFrame) => this.owed.get(f.seq)?.()),
+      listen(display, 'disable', () => log.debug('qemu: disable')),
+      listen(sink, 'committed', (f: ScanoutFrame) => this.owed.get(f.seq)?.()),
     ];
     this.detach = () => offs.forEach((off) => off());
   }
