@@ -15,64 +15,6 @@
 namespace wlscanout {
 namespace {
 
-// The libEGL entry points we use. Core ones come from dlsym, extension ones from eglGetProcAddress (may be null).
-struct Egl {
-  PFNEGLGETPROCADDRESSPROC GetProcAddress;
-  PFNEGLGETERRORPROC GetError;
-  PFNEGLQUERYSTRINGPROC QueryString;
-  PFNEGLINITIALIZEPROC Initialize;
-  PFNEGLTERMINATEPROC Terminate;
-  PFNEGLRELEASETHREADPROC ReleaseThread;
-  PFNEGLGETPLATFORMDISPLAYEXTPROC GetPlatformDisplayEXT;
-  PFNEGLQUERYDEVICESEXTPROC QueryDevicesEXT;
-  PFNEGLQUERYDEVICESTRINGEXTPROC QueryDeviceStringEXT;
-  PFNEGLQUERYDISPLAYATTRIBEXTPROC QueryDisplayAttribEXT;
-  PFNEGLQUERYDMABUFFORMATSEXTPROC QueryDmaBufFormatsEXT;
-  PFNEGLQUERYDMABUFMODIFIERSEXTPROC QueryDmaBufModifiersEXT;
-  PFNEGLGETDISPLAYDRIVERNAMEPROC GetDisplayDriverName;
-};
-
-constexpr const char* kLibrary = "libEGL.so.1";
-
-// Loads libEGL once per process. Never dlclose'd: EGL implementations keep threads and atexit handlers.
-const Egl* LoadEgl(std::string* error) {
-  static Egl egl;
-  static bool loaded = false;
-  if (loaded) return &egl;
-  void* lib = dlopen(kLibrary, RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
-    const char* why = dlerror();
-    std::string reason = why ? why : kLibrary;
-    *error = (reason.find("No such file") != std::string::npos ? "libEGL not found: " : "libEGL could not be loaded: ") +
-             reason;
-    return nullptr;
-  }
-  auto core = [&](const char* name) { return dlsym(lib, name); };
-  egl.GetProcAddress = reinterpret_cast<PFNEGLGETPROCADDRESSPROC>(core("eglGetProcAddress"));
-  egl.GetError = reinterpret_cast<PFNEGLGETERRORPROC>(core("eglGetError"));
-  egl.QueryString = reinterpret_cast<PFNEGLQUERYSTRINGPROC>(core("eglQueryString"));
-  egl.Initialize = reinterpret_cast<PFNEGLINITIALIZEPROC>(core("eglInitialize"));
-  egl.Terminate = reinterpret_cast<PFNEGLTERMINATEPROC>(core("eglTerminate"));
-  egl.ReleaseThread = reinterpret_cast<PFNEGLRELEASETHREADPROC>(core("eglReleaseThread"));
-  if (!egl.GetProcAddress || !egl.GetError || !egl.QueryString || !egl.Initialize || !egl.Terminate ||
-      !egl.ReleaseThread) {
-    *error = std::string(kLibrary) + " lacks core EGL entry points";
-    dlclose(lib);
-    return nullptr;
-  }
-  auto ext = [&](const char* name) { return reinterpret_cast<void*>(egl.GetProcAddress(name)); };
-  egl.GetPlatformDisplayEXT = reinterpret_cast<PFNEGLGETPLATFORMDISPLAYEXTPROC>(ext("eglGetPlatformDisplayEXT"));
-  egl.QueryDevicesEXT = reinterpret_cast<PFNEGLQUERYDEVICESEXTPROC>(ext("eglQueryDevicesEXT"));
-  egl.QueryDeviceStringEXT = reinterpret_cast<PFNEGLQUERYDEVICESTRINGEXTPROC>(ext("eglQueryDeviceStringEXT"));
-  egl.QueryDisplayAttribEXT = reinterpret_cast<PFNEGLQUERYDISPLAYATTRIBEXTPROC>(ext("eglQueryDisplayAttribEXT"));
-  egl.QueryDmaBufFormatsEXT = reinterpret_cast<PFNEGLQUERYDMABUFFORMATSEXTPROC>(ext("eglQueryDmaBufFormatsEXT"));
-  egl.QueryDmaBufModifiersEXT =
-      reinterpret_cast<PFNEGLQUERYDMABUFMODIFIERSEXTPROC>(ext("eglQueryDmaBufModifiersEXT"));
-  egl.GetDisplayDriverName = reinterpret_cast<PFNEGLGETDISPLAYDRIVERNAMEPROC>(ext("eglGetDisplayDriverName"));
-  loaded = true;
-  return &egl;
-}
-
 // "<call> failed: <EGL error name>", consuming the thread's EGL error.
 std::string Failure(const Egl& egl, const char* call) { return std::string(call) + " failed: " + EglErrorName(egl.GetError()); }
 
@@ -239,7 +181,7 @@ Napi::Value EglProbe(const Napi::CallbackInfo& info) {
     return result;
   }
   const Egl& egl = *loaded;
-  result.Set("library", kLibrary);
+  result.Set("library", "libEGL.so.1");
   // Client extensions (EGL_EXT_client_extensions): null display; EGL_BAD_DISPLAY when unsupported.
   std::vector<std::string> clientExtensions = SplitNames(egl.QueryString(EGL_NO_DISPLAY, EGL_EXTENSIONS));
   egl.GetError();

@@ -1,6 +1,9 @@
-// Small EGL helpers shared by egl.cc (the probe) and gpu_blit.cc (the blitter): error names, extension lists,
-// fourcc names. Header-only; needs <EGL/egl.h> included first (with or without prototypes).
+// EGL shared by egl.cc (the probe) and gpu_blit.cc (the blitter): the one libEGL loader, error names, extension
+// lists, fourcc names. Header-only; needs <EGL/egl.h> and <EGL/eglext.h> included first (without prototypes:
+// every entry point comes from dlsym or eglGetProcAddress).
 #pragma once
+#include <dlfcn.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <sstream>
@@ -8,6 +11,100 @@
 #include <vector>
 
 namespace wlscanout {
+
+// Why dlopen(library) failed, for messages: "not found: ..." or "could not be loaded: ...".
+inline std::string DlFailure(const char* library) {
+  const char* why = dlerror();
+  std::string reason = why ? why : library;
+  return std::string(reason.find("No such file") != std::string::npos ? "not found: " : "could not be loaded: ") +
+         reason;
+}
+
+// The libEGL entry points the probe and the blitter use. Core ones come from dlsym, extension ones from
+// eglGetProcAddress (null when absent).
+struct Egl {
+  PFNEGLGETPROCADDRESSPROC GetProcAddress;
+  PFNEGLGETERRORPROC GetError;
+  PFNEGLQUERYSTRINGPROC QueryString;
+  PFNEGLINITIALIZEPROC Initialize;
+  PFNEGLTERMINATEPROC Terminate;
+  PFNEGLRELEASETHREADPROC ReleaseThread;
+  PFNEGLBINDAPIPROC BindAPI;
+  PFNEGLCHOOSECONFIGPROC ChooseConfig;
+  PFNEGLCREATECONTEXTPROC CreateContext;
+  PFNEGLDESTROYCONTEXTPROC DestroyContext;
+  PFNEGLMAKECURRENTPROC MakeCurrent;
+  PFNEGLGETCURRENTCONTEXTPROC GetCurrentContext;
+  PFNEGLGETPLATFORMDISPLAYEXTPROC GetPlatformDisplayEXT;
+  PFNEGLQUERYDEVICESEXTPROC QueryDevicesEXT;
+  PFNEGLQUERYDEVICESTRINGEXTPROC QueryDeviceStringEXT;
+  PFNEGLQUERYDISPLAYATTRIBEXTPROC QueryDisplayAttribEXT;
+  PFNEGLQUERYDMABUFFORMATSEXTPROC QueryDmaBufFormatsEXT;
+  PFNEGLQUERYDMABUFMODIFIERSEXTPROC QueryDmaBufModifiersEXT;
+  PFNEGLCREATEIMAGEKHRPROC CreateImageKHR;
+  PFNEGLDESTROYIMAGEKHRPROC DestroyImageKHR;
+  PFNEGLCREATESYNCKHRPROC CreateSyncKHR;
+  PFNEGLDESTROYSYNCKHRPROC DestroySyncKHR;
+  PFNEGLDUPNATIVEFENCEFDANDROIDPROC DupNativeFenceFDANDROID;
+  PFNEGLGETDISPLAYDRIVERNAMEPROC GetDisplayDriverName;
+};
+
+// Loads libEGL.so.1 once per process (one copy for every translation unit: an inline function's statics are
+// shared) and remembers a failure. Never dlclose'd once loaded: EGL implementations keep threads and atexit handlers.
+inline const Egl* LoadEgl(std::string* error) {
+  static Egl egl;
+  static std::string failure;
+  static bool tried = false;
+  if (tried) {
+    *error = failure;
+    return failure.empty() ? &egl : nullptr;
+  }
+  tried = true;
+  void* lib = dlopen("libEGL.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    *error = failure = "libEGL " + DlFailure("libEGL.so.1");
+    return nullptr;
+  }
+  bool ok = true;
+  auto core = [&](const char* name) {
+    void* p = dlsym(lib, name);
+    if (!p) ok = false;
+    return p;
+  };
+  egl.GetProcAddress = reinterpret_cast<PFNEGLGETPROCADDRESSPROC>(core("eglGetProcAddress"));
+  egl.GetError = reinterpret_cast<PFNEGLGETERRORPROC>(core("eglGetError"));
+  egl.QueryString = reinterpret_cast<PFNEGLQUERYSTRINGPROC>(core("eglQueryString"));
+  egl.Initialize = reinterpret_cast<PFNEGLINITIALIZEPROC>(core("eglInitialize"));
+  egl.Terminate = reinterpret_cast<PFNEGLTERMINATEPROC>(core("eglTerminate"));
+  egl.ReleaseThread = reinterpret_cast<PFNEGLRELEASETHREADPROC>(core("eglReleaseThread"));
+  egl.BindAPI = reinterpret_cast<PFNEGLBINDAPIPROC>(core("eglBindAPI"));
+  egl.ChooseConfig = reinterpret_cast<PFNEGLCHOOSECONFIGPROC>(core("eglChooseConfig"));
+  egl.CreateContext = reinterpret_cast<PFNEGLCREATECONTEXTPROC>(core("eglCreateContext"));
+  egl.DestroyContext = reinterpret_cast<PFNEGLDESTROYCONTEXTPROC>(core("eglDestroyContext"));
+  egl.MakeCurrent = reinterpret_cast<PFNEGLMAKECURRENTPROC>(core("eglMakeCurrent"));
+  egl.GetCurrentContext = reinterpret_cast<PFNEGLGETCURRENTCONTEXTPROC>(core("eglGetCurrentContext"));
+  if (!ok) {
+    *error = failure = "libEGL.so.1 lacks core EGL entry points";
+    dlclose(lib);
+    return nullptr;
+  }
+  auto ext = [&](const char* name) { return reinterpret_cast<void*>(egl.GetProcAddress(name)); };
+  egl.GetPlatformDisplayEXT = reinterpret_cast<PFNEGLGETPLATFORMDISPLAYEXTPROC>(ext("eglGetPlatformDisplayEXT"));
+  egl.QueryDevicesEXT = reinterpret_cast<PFNEGLQUERYDEVICESEXTPROC>(ext("eglQueryDevicesEXT"));
+  egl.QueryDeviceStringEXT = reinterpret_cast<PFNEGLQUERYDEVICESTRINGEXTPROC>(ext("eglQueryDeviceStringEXT"));
+  egl.QueryDisplayAttribEXT = reinterpret_cast<PFNEGLQUERYDISPLAYATTRIBEXTPROC>(ext("eglQueryDisplayAttribEXT"));
+  egl.QueryDmaBufFormatsEXT = reinterpret_cast<PFNEGLQUERYDMABUFFORMATSEXTPROC>(ext("eglQueryDmaBufFormatsEXT"));
+  egl.QueryDmaBufModifiersEXT =
+      reinterpret_cast<PFNEGLQUERYDMABUFMODIFIERSEXTPROC>(ext("eglQueryDmaBufModifiersEXT"));
+  egl.CreateImageKHR = reinterpret_cast<PFNEGLCREATEIMAGEKHRPROC>(ext("eglCreateImageKHR"));
+  egl.DestroyImageKHR = reinterpret_cast<PFNEGLDESTROYIMAGEKHRPROC>(ext("eglDestroyImageKHR"));
+  egl.CreateSyncKHR = reinterpret_cast<PFNEGLCREATESYNCKHRPROC>(ext("eglCreateSyncKHR"));
+  egl.DestroySyncKHR = reinterpret_cast<PFNEGLDESTROYSYNCKHRPROC>(ext("eglDestroySyncKHR"));
+  egl.DupNativeFenceFDANDROID =
+      reinterpret_cast<PFNEGLDUPNATIVEFENCEFDANDROIDPROC>(ext("eglDupNativeFenceFDANDROID"));
+  egl.GetDisplayDriverName = reinterpret_cast<PFNEGLGETDISPLAYDRIVERNAMEPROC>(ext("eglGetDisplayDriverName"));
+  return &egl;
+}
 
 inline std::string EglErrorName(EGLint code) {
   switch (code) {

@@ -58,30 +58,6 @@ namespace {
 
 // ---- libraries -------------------------------------------------------------------------------------------------
 
-struct Egl {
-  PFNEGLGETPROCADDRESSPROC GetProcAddress;
-  PFNEGLGETERRORPROC GetError;
-  PFNEGLQUERYSTRINGPROC QueryString;
-  PFNEGLINITIALIZEPROC Initialize;
-  PFNEGLTERMINATEPROC Terminate;
-  PFNEGLBINDAPIPROC BindAPI;
-  PFNEGLCHOOSECONFIGPROC ChooseConfig;
-  PFNEGLCREATECONTEXTPROC CreateContext;
-  PFNEGLDESTROYCONTEXTPROC DestroyContext;
-  PFNEGLMAKECURRENTPROC MakeCurrent;
-  PFNEGLGETCURRENTCONTEXTPROC GetCurrentContext;
-  // Extensions (null when absent).
-  PFNEGLGETPLATFORMDISPLAYEXTPROC GetPlatformDisplayEXT;
-  PFNEGLQUERYDEVICESEXTPROC QueryDevicesEXT;
-  PFNEGLQUERYDEVICESTRINGEXTPROC QueryDeviceStringEXT;
-  PFNEGLCREATEIMAGEKHRPROC CreateImageKHR;
-  PFNEGLDESTROYIMAGEKHRPROC DestroyImageKHR;
-  PFNEGLCREATESYNCKHRPROC CreateSyncKHR;
-  PFNEGLDESTROYSYNCKHRPROC DestroySyncKHR;
-  PFNEGLDUPNATIVEFENCEFDANDROIDPROC DupNativeFenceFDANDROID;
-  PFNEGLGETDISPLAYDRIVERNAMEPROC GetDisplayDriverName;
-};
-
 struct Gles {
   PFNGLGETERRORPROC GetError;
   PFNGLGETSTRINGPROC GetString;
@@ -147,62 +123,8 @@ struct Gbm {
   decltype(&::gbm_bo_get_modifier) bo_get_modifier;
 };
 
-std::string DlFailure(const char* library) {
-  const char* why = dlerror();
-  std::string reason = why ? why : library;
-  return std::string(reason.find("No such file") != std::string::npos ? "not found: " : "could not be loaded: ") +
-         reason;
-}
-
 // Each loader runs once per process; the libraries are never dlclose'd (EGL keeps threads and atexit handlers).
-const Egl* LoadEgl(std::string* error) {
-  static Egl egl;
-  static std::string failure;
-  static bool tried = false;
-  if (tried) {
-    *error = failure;
-    return failure.empty() ? &egl : nullptr;
-  }
-  tried = true;
-  void* lib = dlopen("libEGL.so.1", RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
-    *error = failure = "libEGL " + DlFailure("libEGL.so.1");
-    return nullptr;
-  }
-  bool ok = true;
-  auto core = [&](const char* name) {
-    void* p = dlsym(lib, name);
-    if (!p) ok = false;
-    return p;
-  };
-  egl.GetProcAddress = reinterpret_cast<PFNEGLGETPROCADDRESSPROC>(core("eglGetProcAddress"));
-  egl.GetError = reinterpret_cast<PFNEGLGETERRORPROC>(core("eglGetError"));
-  egl.QueryString = reinterpret_cast<PFNEGLQUERYSTRINGPROC>(core("eglQueryString"));
-  egl.Initialize = reinterpret_cast<PFNEGLINITIALIZEPROC>(core("eglInitialize"));
-  egl.Terminate = reinterpret_cast<PFNEGLTERMINATEPROC>(core("eglTerminate"));
-  egl.BindAPI = reinterpret_cast<PFNEGLBINDAPIPROC>(core("eglBindAPI"));
-  egl.ChooseConfig = reinterpret_cast<PFNEGLCHOOSECONFIGPROC>(core("eglChooseConfig"));
-  egl.CreateContext = reinterpret_cast<PFNEGLCREATECONTEXTPROC>(core("eglCreateContext"));
-  egl.DestroyContext = reinterpret_cast<PFNEGLDESTROYCONTEXTPROC>(core("eglDestroyContext"));
-  egl.MakeCurrent = reinterpret_cast<PFNEGLMAKECURRENTPROC>(core("eglMakeCurrent"));
-  egl.GetCurrentContext = reinterpret_cast<PFNEGLGETCURRENTCONTEXTPROC>(core("eglGetCurrentContext"));
-  if (!ok) {
-    *error = failure = "libEGL.so.1 lacks core EGL entry points";
-    return nullptr;
-  }
-  auto ext = [&](const char* name) { return reinterpret_cast<void*>(egl.GetProcAddress(name)); };
-  egl.GetPlatformDisplayEXT = reinterpret_cast<PFNEGLGETPLATFORMDISPLAYEXTPROC>(ext("eglGetPlatformDisplayEXT"));
-  egl.QueryDevicesEXT = reinterpret_cast<PFNEGLQUERYDEVICESEXTPROC>(ext("eglQueryDevicesEXT"));
-  egl.QueryDeviceStringEXT = reinterpret_cast<PFNEGLQUERYDEVICESTRINGEXTPROC>(ext("eglQueryDeviceStringEXT"));
-  egl.CreateImageKHR = reinterpret_cast<PFNEGLCREATEIMAGEKHRPROC>(ext("eglCreateImageKHR"));
-  egl.DestroyImageKHR = reinterpret_cast<PFNEGLDESTROYIMAGEKHRPROC>(ext("eglDestroyImageKHR"));
-  egl.CreateSyncKHR = reinterpret_cast<PFNEGLCREATESYNCKHRPROC>(ext("eglCreateSyncKHR"));
-  egl.DestroySyncKHR = reinterpret_cast<PFNEGLDESTROYSYNCKHRPROC>(ext("eglDestroySyncKHR"));
-  egl.DupNativeFenceFDANDROID =
-      reinterpret_cast<PFNEGLDUPNATIVEFENCEFDANDROIDPROC>(ext("eglDupNativeFenceFDANDROID"));
-  egl.GetDisplayDriverName = reinterpret_cast<PFNEGLGETDISPLAYDRIVERNAMEPROC>(ext("eglGetDisplayDriverName"));
-  return &egl;
-}
+// libEGL's is LoadEgl (egl_util.h), shared with the probe.
 
 // GL entry points: from libGLESv2.so.2 when it is there, else through eglGetProcAddress (EGL 1.5 /
 // EGL_KHR_get_all_proc_addresses resolve core GL functions too).
