@@ -229,12 +229,28 @@ async function steadyState(): Promise<SteadyRow[]> {
   return rows;
 }
 
-interface E2eRow { display: string; guestFps: number; qemuMainPct: number; wlscanoutPct: number | null; compositorPct: number }
+interface E2eRow {
+  display: string; guestFps: number; qemuMainPct: number;
+  /** All of the viewer's threads (V8's GC helpers and libuv's pool included), and its main thread alone. */
+  wlscanoutPct: number | null; wlscanoutMainPct: number | null;
+  /** The viewer's minor page faults per guest frame: fresh receive buffers show up here. */
+  wlscanoutFaultsPerFrame: number | null;
+  compositorPct: number;
+}
 
-function cpuTicks(pid: number, tid = pid): number {
-  const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+/** /proc stat fields after the command name: of one thread (tid), or of the whole process (no tid). */
+function procStat(pid: number, tid?: number): string[] {
+  const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+function cpuTicks(pid: number, tid?: number): number {
+  const fields = procStat(pid, tid);
   return Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks
+}
+
+function minorFaults(pid: number): number {
+  return Number(procStat(pid)[7]);
 }
 
 /** The lab kernel + KMS guest redrawing a full 1280x800 frame per DIRTYFB at a 60 fps target, shown by QEMU's GTK
@@ -244,7 +260,8 @@ async function qemuEndToEnd(): Promise<E2eRow[]> {
   const kernel = execFileSync(join(root, 'lab/build-kernel.sh'), { encoding: 'utf8' }).trim();
   const rows: E2eRow[] = [];
   const TICK = 100; // USER_HZ
-  for (const mode of ['gtk', 'dbus'] as const) {
+  const modes = (process.env.WLSCANOUT_BENCH_E2E_MODES ?? 'gtk,dbus').split(',') as ('gtk' | 'dbus')[];
+  for (const mode of modes) {
     const sway = await startSway({ width: 1280, height: 800, refreshHz: 60 });
     const qmp = join(tmpdir(), `wlscanout-bench-${process.pid}.qmp`);
     const display = mode === 'gtk' ? ['-display', 'gtk,gl=off'] : ['-display', 'dbus,p2p=yes', '-qmp', `unix:${qmp},server=on,wait=off`];
@@ -272,16 +289,20 @@ async function qemuEndToEnd(): Promise<E2eRow[]> {
       while (frames < 30 && Date.now() < warm) await new Promise((r) => setTimeout(r, 100));
       if (frames < 30) throw new Error(`${mode}: the guest showed ${frames} frames within 60 s`);
       const f0 = frames;
-      const q0 = cpuTicks(qemu.pid!);
+      const q0 = cpuTicks(qemu.pid!, qemu.pid!);
       const s0 = show ? cpuTicks(show.pid!) : 0;
+      const sm0 = show ? cpuTicks(show.pid!, show.pid!) : 0;
+      const sf0 = show ? minorFaults(show.pid!) : 0;
       const c0 = cpuTicks(sway.pid);
       const t0 = Date.now();
       await new Promise((r) => setTimeout(r, seconds * 1000));
       const elapsed = (Date.now() - t0) / 1000;
       const pct = (ticks: number) => (ticks / TICK / elapsed) * 100;
       rows.push({ display: mode === 'gtk' ? "QEMU's GTK UI (gl=off)" : '-display dbus + wlscanout show',
-        guestFps: (frames - f0) / elapsed, qemuMainPct: pct(cpuTicks(qemu.pid!) - q0),
-        wlscanoutPct: show ? pct(cpuTicks(show.pid!) - s0) : null, compositorPct: pct(cpuTicks(sway.pid) - c0) });
+        guestFps: (frames - f0) / elapsed, qemuMainPct: pct(cpuTicks(qemu.pid!, qemu.pid!) - q0),
+        wlscanoutPct: show ? pct(cpuTicks(show.pid!) - s0) : null, wlscanoutMainPct: show ? pct(cpuTicks(show.pid!, show.pid!) - sm0) : null,
+        wlscanoutFaultsPerFrame: show ? (minorFaults(show.pid!) - sf0) / Math.max(1, frames - f0) : null,
+        compositorPct: pct(cpuTicks(sway.pid) - c0) });
     } finally {
       show?.kill('SIGKILL');
       qemu.kill('SIGKILL');
@@ -340,7 +361,8 @@ if (!only || only === 'qemu-e2e') {
   results.qemuEndToEnd = rows;
   console.log("\nQEMU end to end: a full 1280x800 frame per DIRTYFB at a 60 fps target, headless sway 60 Hz; CPU as % of a core");
   console.table(rows.map((r) => ({ display: r.display, 'guest fps': r.guestFps.toFixed(1), 'QEMU main thread %': r.qemuMainPct.toFixed(1),
-    'wlscanout %': r.wlscanoutPct === null ? '—' : r.wlscanoutPct.toFixed(1), 'sway %': r.compositorPct.toFixed(1),
+    'wlscanout % (all threads)': r.wlscanoutPct?.toFixed(1) ?? '—', 'of which main thread %': r.wlscanoutMainPct?.toFixed(1) ?? '—',
+    'wlscanout faults/frame': r.wlscanoutFaultsPerFrame?.toFixed(0) ?? '—', 'sway %': r.compositorPct.toFixed(1),
     'QEMU main + viewer %': (r.qemuMainPct + (r.wlscanoutPct ?? 0)).toFixed(1) })));
 }
 if (!only || only === 'capture') {

@@ -5,6 +5,8 @@ export type CopySite =
   | 'qemu-pixels'
   /** Bringing the other QEMU surface up to date before writing into it. */
   | 'qemu-surface-sync'
+  /** A Scanout/Update that must wait (a resize being read, a paused listener) keeps a copy of its bytes. */
+  | 'qemu-held-pixels'
   /** A capture's CPU copy into a lent buffer. */
   | 'capture'
   /** Guest memory read with pread for a capture (memfds not sealed against shrinking). */

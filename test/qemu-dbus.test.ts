@@ -598,6 +598,42 @@ describe('QEMU listener (against a fake QEMU)', () => {
     expect(seen).toEqual(['scanout', 'disable']);
   });
 
+  it('large frames reuse one receive buffer, and each arrives intact', async () => {
+    const fills: number[] = [];
+    const buffers = new Set<ArrayBufferLike>();
+    sink.on('update', (e) => {
+      fills.push(e.data[0], e.data[e.data.length - 1]);
+      buffers.add(e.data.buffer);
+    });
+    await callListener('Scanout', 'uuuuay', [1280, 800, 5120, PixmanFormat.x8r8g8b8, Buffer.alloc(5120 * 800)]);
+    for (const fill of [1, 2, 3]) await callListener('Update', 'iiiiuuay', [0, 0, 1280, 800, 5120, PixmanFormat.x8r8g8b8, Buffer.alloc(5120 * 800, fill)]);
+    await peer.replyTo(await callListener('Disable'));
+    expect(fills).toEqual([1, 1, 2, 2, 3, 3]);
+    expect(buffers.size).toBe(1);
+  });
+
+  it('a frame that has to wait keeps its own copy of the pixels while later frames reuse the receive buffer', async () => {
+    listener.close();
+    listener = new DisplayListener(conn, sink, async () => consoleSize, true);
+    const fills: number[] = [];
+    sink.on('scanout', (e) => fills.push(e.data[0], e.data[e.data.length - 1]));
+    for (const fill of [7, 8, 9]) await callListener('Scanout', 'uuuuay', [1280, 800, 5120, PixmanFormat.x8r8g8b8, Buffer.alloc(5120 * 800, fill)]);
+    await peer.replyTo(await callListener('Disable'));
+    listener.resume();
+    expect(fills).toEqual([7, 7, 8, 8, 9, 9]);
+  });
+
+  it("a handler that does not borrow its bytes keeps them: the next large message gets a buffer of its own", async () => {
+    const kept: Buffer[] = [];
+    const unexport = conn.exportInterface('/test/Keeper', 'test.Keeper', { methods: { Keep: { in: 'ay', handler: ([data]) => void kept.push(data as Buffer) } } });
+    try {
+      for (const fill of [4, 5]) await peer.replyTo(await peer.call('/test/Keeper', 'test.Keeper', 'Keep', 'ay', [Buffer.alloc(2 << 20, fill)]));
+      expect(kept.map((b) => [b[0], b[b.length - 1], b.length])).toEqual([[4, 4, 2 << 20], [5, 5, 2 << 20]]);
+    } finally {
+      unexport();
+    }
+  });
+
   it('refuses pixel data shorter than its size says', async () => {
     const reply = await peer.replyTo(await callListener('Scanout', 'uuuuay', [640, 480, 2560, PixmanFormat.x8r8g8b8, Buffer.alloc(100)]));
     expect([reply.errorName, reply.body[0]]).toEqual(['org.freedesktop.DBus.Error.InvalidArgs', 'Scanout 640x480: 100 bytes of data, 1228800 needed']);

@@ -2,6 +2,7 @@
 // and it turns the calls into events on a sink (the QemuDisplay), in the order QEMU made them.
 import { close as closeFd, fstat } from '../../native/fds.js';
 import { log } from '../../log.js';
+import { countCopy } from '../../copy-stats.js';
 import type { DBusConnection } from './dbus/connection.js';
 import { DBusError, ErrorNames } from './dbus/errors.js';
 
@@ -17,9 +18,12 @@ export const UPDATE_DMABUF_SAFETY_MS = 750;
 /** pixman format codes QEMU uses for 32-bit surfaces (bits per pixel in the top byte). */
 export const PixmanFormat = { x8r8g8b8: 0x20020888, a8r8g8b8: 0x20028888, x8b8g8r8: 0x20030888, a8b8g8r8: 0x20038888 } as const;
 
-/** A new surface, whole. data is a view of the received message: copy what must outlive the event. */
+/**
+ * A new surface, whole. data is a view of the connection's receive buffer, valid only while the event is
+ * emitted (the buffer takes the next frame): copy what must outlive the event.
+ */
 export interface ScanoutEvent { width: number; height: number; stride: number; pixmanFormat: number; data: Buffer }
-/** A changed rectangle of the surface; data holds just the rectangle, rows `stride` bytes apart. */
+/** A changed rectangle of the surface; data (valid as ScanoutEvent's) holds just the rectangle, rows `stride` bytes apart. */
 export interface UpdateEvent { x: number; y: number; w: number; h: number; stride: number; pixmanFormat: number; data: Buffer }
 /**
  * The surface changed size without a Scanout: QEMU 7.x sends a Scanout only for an update covering the whole
@@ -71,6 +75,8 @@ export interface ListenerSink {
 
 interface Effect {
   run(): void;
+  /** Copies what run() needs of the call's borrowed bytes, when it cannot run before the call returns. */
+  keep?(): void;
   /** Releases what run() would have handed over, when it never runs. */
   drop?(): void;
 }
@@ -102,6 +108,7 @@ export class DisplayListener {
       methods: {
         Scanout: {
           in: 'uuuuay',
+          borrowsBytes: true,
           handler: ([width, height, stride, pixmanFormat, data]) => {
             const event = { width, height, stride, pixmanFormat, data } as ScanoutEvent;
             const problem = checkPixels(event.width, event.height, event.stride, event.pixmanFormat, event.data);
@@ -112,17 +119,19 @@ export class DisplayListener {
                 this.surface = { width: event.width, height: event.height, pixmanFormat: event.pixmanFormat };
                 this.sink.emit('scanout', event);
               },
+              keep: () => keepBytes(event),
             });
           },
         },
         Update: {
           in: 'iiiiuuay',
+          borrowsBytes: true,
           handler: ([x, y, w, h, stride, pixmanFormat, data]) => {
             const event = { x, y, w, h, stride, pixmanFormat, data } as UpdateEvent;
             if (event.x < 0 || event.y < 0) invalid(`Update at negative position ${event.x},${event.y}`);
             const problem = checkPixels(event.w, event.h, event.stride, event.pixmanFormat, event.data);
             if (problem) invalid(`Update ${event.w}x${event.h}: ${problem}`);
-            this.deliver({ run: () => this.onUpdate(event) });
+            this.deliver({ run: () => this.onUpdate(event), keep: () => keepBytes(event) });
           },
         },
         ScanoutDMABUF: {
@@ -256,7 +265,11 @@ export class DisplayListener {
 
   private deliver(effect: Effect): void {
     if (this.closed) return effect.drop?.();
-    if (this.held) return void this.held.push(effect);
+    if (this.held) {
+      effect.keep?.();
+      this.held.push(effect);
+      return;
+    }
     try {
       effect.run();
     } catch (e) {
@@ -286,6 +299,7 @@ export class DisplayListener {
     // A size change QEMU did not announce with a Scanout. The console's Width and Height already hold the new
     // size (their PropertiesChanged signal comes later), so everything waits until they are read.
     this.hold();
+    keepBytes(event);
     this.held!.push({ run: () => this.onResizedUpdate(event) });
     this.readConsoleSize().then(({ width, height }) => {
       if (this.closed) return;
@@ -347,4 +361,14 @@ function checkDmabuf2(e: Dmabuf2ScanoutEvent, numPlanes: number): string | null 
     return `rectangle ${e.width}x${e.height}+${e.x}+${e.y} outside the ${e.backingWidth}x${e.backingHeight} backing`;
   }
   return null;
+}
+
+const keptEvents = new WeakSet<ScanoutEvent | UpdateEvent>();
+
+/** Gives a Scanout/Update that must wait a copy of its borrowed bytes (once): the receive buffer is reused. */
+function keepBytes(event: ScanoutEvent | UpdateEvent): void {
+  if (keptEvents.has(event)) return;
+  keptEvents.add(event);
+  event.data = Buffer.from(event.data);
+  countCopy('qemu-held-pixels', event.data.length);
 }

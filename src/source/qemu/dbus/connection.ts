@@ -68,6 +68,9 @@ const EMPTY: Buffer = Buffer.alloc(0);
 const READ_BYTES = 256 * 1024;
 const READ_FDS = 64;
 const READS_PER_WAKEUP = 64; // then back to the event loop; the watcher fires again while data is left
+/** Messages this large are read into a buffer of their own, which is kept for the next one when its handler
+ *  borrowed the bytes (MethodSpec.borrowsBytes): QEMU's Scanout/Update frames are megabytes, 60 times a second. */
+const LARGE_MESSAGE_BYTES = 1 << 20;
 
 const PROPERTIES = 'org.freedesktop.DBus.Properties';
 
@@ -92,6 +95,10 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
   private readonly objects = new ObjectTable();
   private inbuf: Buffer = EMPTY;
   private partial: { buf: Buffer; filled: number } | null = null;
+  /** Where reads go between messages; nothing keeps a view of it past onBytes (see own()). */
+  private readonly readBuffer = Buffer.allocUnsafeSlow(READ_BYTES);
+  /** The last large message's buffer, free for the next one (see LARGE_MESSAGE_BYTES). */
+  private spare: ArrayBuffer | null = null;
   private readonly fdQueue: number[] = [];
   private readonly out: OutChunk[] = [];
   /** Bytes in `out`: bounded, so a peer that stops reading cannot make us grow without end. */
@@ -278,7 +285,7 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
   private readSome(): boolean {
     for (let i = 0; i < READS_PER_WAKEUP && this.state !== 'closed'; i++) {
       const partial = this.state === 'open' ? this.partial : null;
-      const target = partial ? partial.buf.subarray(partial.filled) : Buffer.allocUnsafeSlow(READ_BYTES);
+      const target = partial ? partial.buf.subarray(partial.filled) : this.readBuffer;
       let received;
       try {
         received = recvmsgInto(this.fd, target, READ_FDS);
@@ -296,13 +303,13 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
       const data = target.subarray(0, received.bytes);
       if (this.state === 'auth') {
         closeFds(received.fds); // nobody sends fds during the handshake
-        this.onAuthData(data);
+        this.onAuthData(Buffer.from(data)); // the SASL client may keep a partial line
       } else if (partial) {
         this.fdQueue.push(...received.fds);
         partial.filled += received.bytes;
         if (partial.filled === partial.buf.length) {
           this.partial = null;
-          this.onMessage(partial.buf);
+          this.onMessage(partial.buf, true);
         }
       } else {
         this.fdQueue.push(...received.fds);
@@ -345,7 +352,7 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
         data = data.subarray(n);
         if (this.partial.filled === buf.length) {
           this.partial = null;
-          this.onMessage(buf);
+          this.onMessage(buf, true);
         }
         continue;
       }
@@ -360,20 +367,37 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
         }
         if (size === null) break;
         if (this.inbuf.length >= size) {
-          const message = this.inbuf.subarray(0, size);
+          const message = this.own(this.inbuf.subarray(0, size));
           this.inbuf = this.inbuf.subarray(size);
-          this.onMessage(message);
+          this.onMessage(message, false);
         } else {
-          this.partial = { buf: Buffer.allocUnsafe(size), filled: this.inbuf.length };
+          this.partial = { buf: this.messageBuffer(size), filled: this.inbuf.length };
           this.inbuf.copy(this.partial.buf);
           this.inbuf = EMPTY;
           break;
         }
       }
+      this.inbuf = this.own(this.inbuf);
     }
   }
 
-  private onMessage(buf: Buffer): void {
+  /** bytes, copied if they are in the read buffer (which the next read overwrites). */
+  private own(bytes: Buffer): Buffer {
+    return bytes.length && bytes.buffer === this.readBuffer.buffer ? Buffer.from(bytes) : bytes;
+  }
+
+  /** A buffer for a message of `size` bytes that did not arrive in one read: the spare one when it fits. */
+  private messageBuffer(size: number): Buffer {
+    if (size < LARGE_MESSAGE_BYTES) return Buffer.allocUnsafe(size);
+    const spare = this.spare;
+    this.spare = null;
+    // A spare much larger than needed is let go, so one 4K frame does not pin 32 MiB for a 1080p stream.
+    if (spare && spare.byteLength >= size && spare.byteLength <= 2 * size) return Buffer.from(spare, 0, size);
+    return Buffer.allocUnsafeSlow(size);
+  }
+
+  /** gathered: buf is a buffer of the message's own (from messageBuffer), not a view of a read. */
+  private onMessage(buf: Buffer, gathered: boolean): void {
     let message: Message;
     try {
       message = decodeMessage(buf, this.fdQueue);
@@ -382,7 +406,9 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
     }
     log.trace({ dbus: this.name, type: message.type, serial: message.serial, member: message.member, replySerial: message.replySerial, bytes: buf.length }, 'D-Bus message');
     switch (message.type) {
-      case MessageType.methodCall: return this.onCall(message);
+      case MessageType.methodCall:
+        if (this.onCall(message) && gathered && buf.length >= LARGE_MESSAGE_BYTES) this.spare = buf.buffer as ArrayBuffer;
+        return;
       case MessageType.methodReturn: case MessageType.error: return this.onReply(message);
       case MessageType.signal:
         try {
@@ -413,9 +439,10 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
     }
   }
 
-  private onCall(call: Message): void {
+  /** Returns whether the call's buffer is free for reuse (ObjectTable.dispatch). */
+  private onCall(call: Message): boolean {
     const wanted = (): boolean => !(call.flags & MessageFlags.noReplyExpected) && this.state !== 'closed';
-    this.objects.dispatch(call, {
+    return this.objects.dispatch(call, {
       reply: (signature, body) => {
         if (wanted()) this.send(encodeMessage({ type: MessageType.methodReturn, flags: 0, serial: this.nextSerial(), replySerial: call.serial, destination: call.sender, signature }, body));
       },
@@ -451,6 +478,7 @@ export class DBusConnection extends EventEmitter<DBusConnectionEvents> {
     for (const chunk of [...this.out.splice(0), ...this.beforeBegin.splice(0)]) closeFds(chunk.fds);
     closeFds(this.fdQueue.splice(0));
     this.partial = null;
+    this.spare = null;
     this.inbuf = EMPTY;
     const gone = reason ? `D-Bus ${this.name} ended: ${reason.message}` : `D-Bus ${this.name} was closed`;
     for (const pending of this.calls.values()) {

@@ -19,6 +19,12 @@ export interface MethodSpec {
    * 'h' arguments are fds that belong to the handler from now on.
    */
   handler(args: DBusValue[], message: Message): unknown;
+  /**
+   * The handler is done with its 'ay' arguments when it returns (it copies what it keeps): they are views of the
+   * connection's receive buffer, which is then reused for the next large message instead of a fresh allocation
+   * (a fresh multi-megabyte buffer costs a page fault per 4 KiB on every frame).
+   */
+  borrowsBytes?: boolean;
 }
 
 export interface PropertySpec {
@@ -62,28 +68,34 @@ export class ObjectTable {
     };
   }
 
-  /** Answers a method call, at once or when its handler's Promise settles. */
-  dispatch(call: Message, answer: Answer): void {
+  /**
+   * Answers a method call, at once or when its handler's Promise settles. Returns whether the call's byte arrays
+   * are free to be overwritten now (no handler got them, or it borrowed them).
+   */
+  dispatch(call: Message, answer: Answer): boolean {
     const fail = (e: unknown): void => (e instanceof DBusError ? answer.error(e.errorName, e.message)
       : answer.error(ErrorNames.failed, e instanceof Error ? e.message : String(e)));
     const builtin = this.builtin(call);
     if (builtin) {
       closeFds(call.fds);
       try {
-        return answer.reply(...builtin());
+        answer.reply(...builtin());
       } catch (e) {
-        return fail(e);
+        fail(e);
       }
+      return true;
     }
     const target = this.findMethod(call);
     if (target instanceof DBusError) {
       closeFds(call.fds);
-      return fail(target);
+      fail(target);
+      return true;
     }
     const { method, outCount } = target;
     if (call.signature !== method.in) {
       closeFds(call.fds);
-      return answer.error(ErrorNames.invalidArgs, `${call.member} takes (${method.in}), got (${call.signature})`);
+      answer.error(ErrorNames.invalidArgs, `${call.member} takes (${method.in}), got (${call.signature})`);
+      return true;
     }
     closeUnreferenced(call);
     const send = (value: unknown): void => {
@@ -98,10 +110,12 @@ export class ObjectTable {
     try {
       result = method.handler(call.body, call);
     } catch (e) {
-      return fail(e);
+      fail(e);
+      return method.borrowsBytes === true;
     }
     if (result instanceof Promise) result.then(send, fail);
     else send(result);
+    return method.borrowsBytes === true;
   }
 
   private findMethod(call: Message): { method: MethodSpec; outCount: number } | DBusError {
