@@ -20,23 +20,31 @@ import { formatByName } from '../src/formats.js';
 const root = join(import.meta.dirname, '../..');
 const XRGB = formatByName('XRGB8888')!;
 const RESULT = 'present-cost-dmabuf.json';
-/** Frames per measurement: under TCG weston --use-gl shows 10–25 fps, so fewer than present-cost's default (the
- *  scenario takes ~2½ minutes with 200). */
-const FRAMES = Number(process.env.WLSCANOUT_BENCH_DMABUF_FRAMES ?? 200);
+/** Frames per measurement: under TCG weston --use-gl shows 10–25 fps, so fewer than present-cost's default. */
+const FRAMES = Number(process.env.WLSCANOUT_BENCH_DMABUF_FRAMES ?? 100);
+/**
+ * Runs per client and size, alternating which goes first: weston --use-gl falls into a slow state for some client
+ * runs depending on their place in its sequence (the C floor too), so one run each would compare a slow run with
+ * a fast one. The rows are the medians.
+ */
+const ROUNDS = Number(process.env.WLSCANOUT_BENCH_DMABUF_ROUNDS ?? 3);
 /** Frames shown before the clocks start, by both clients: wlscanout imports its three resources there (the C floor
  *  creates its buffers before it starts), and weston's first GL frames (shader compilation under TCG) are slow. */
 const WARMUP = 10;
 const SIZES = (process.env.WLSCANOUT_BENCH_DMABUF_SIZES ?? '1280x800,1920x1080,3840x2160').split(',')
   .map((s) => s.split('x').map(Number) as [number, number]);
 
-export interface DmabufCostRow {
+export interface DmabufRun {
   size: string; client: string; frames: number; fps: number; cpuMsPerFrame: number;
   /** weston's own CPU (main process, /proc utime + stime) over the client's whole run, warm-up included, per frame shown. */
   compositorCpuMsPerFrame: number;
 }
+/** The median of a client's runs at one size, and every run's CPU ms per frame in the order they ran. */
+export interface DmabufCostRow extends DmabufRun { cpuMsPerFrameRuns: number[] }
 export interface DmabufResult {
   compositor: string;
   frames: number;
+  rounds: number;
   rows: DmabufCostRow[];
   /** wlscanout's presenter per size: the path its resources took, explicit sync, imports. */
   details: { size: string; paths: string[]; explicitSync: string; imports: number; shmBuffersCreated: number; framesSkipped: number }[];
@@ -52,13 +60,13 @@ function processCpuMs(pid: number): number {
 }
 
 /** Runs `client` and adds the compositor's CPU per frame over its run. */
-async function withCompositorCpu(compositor: Compositor, client: () => Promise<Omit<DmabufCostRow, 'compositorCpuMsPerFrame'>>): Promise<DmabufCostRow> {
+async function withCompositorCpu(compositor: Compositor, client: () => Promise<Omit<DmabufRun, 'compositorCpuMsPerFrame'>>): Promise<DmabufRun> {
   const c0 = processCpuMs(compositor.pid);
   const row = await client();
   return { ...row, compositorCpuMsPerFrame: (processCpuMs(compositor.pid) - c0) / (row.frames + WARMUP) };
 }
 
-function refClientDmabuf(compositor: Compositor, width: number, height: number, frames: number): Promise<Omit<DmabufCostRow, 'compositorCpuMsPerFrame'>> {
+function refClientDmabuf(compositor: Compositor, width: number, height: number, frames: number): Promise<Omit<DmabufRun, 'compositorCpuMsPerFrame'>> {
   return new Promise((resolve, reject) => {
     execFile(join(root, 'bench/ref/build/ref-client'), [String(width), String(height), String(frames), 'dmabuf', String(WARMUP)],
       { env: compositor.env, timeout: 120_000 },
@@ -73,7 +81,7 @@ function refClientDmabuf(compositor: Compositor, width: number, height: number, 
 
 /** A BlobGuest's three resources, drawn once, flushed round robin on every frame callback (no redrawing): what
  *  is measured is the presenter's and the virtio-gpu API's own cost per frame on the dmabuf path. */
-async function oursDmabuf(compositor: Compositor, width: number, height: number, frames: number): Promise<{ row: Omit<DmabufCostRow, 'compositorCpuMsPerFrame'>; detail: DmabufResult['details'][number] }> {
+async function oursDmabuf(compositor: Compositor, width: number, height: number, frames: number): Promise<{ row: Omit<DmabufRun, 'compositorCpuMsPerFrame'>; detail: DmabufResult['details'][number] }> {
   const guest = new BlobGuest({ width, height, format: XRGB, buffers: 3 });
   const presenter = await Presenter.open({ display: compositor.socket, title: 'bench', fullscreen: true });
   try {
@@ -139,20 +147,29 @@ export async function insideLab(): Promise<DmabufResult> {
   if (!process.env.WLSCANOUT_IN_LAB) throw new Error('present-cost-dmabuf --inside-lab runs in the lab VM only (lab/boot.sh)');
   if (!existsSync('/dev/udmabuf')) throw new Error('present-cost-dmabuf: /dev/udmabuf is missing in the lab VM');
   const result: DmabufResult = { compositor: 'weston 10 headless --use-gl (Mesa kms_swrast on vgem, 60 Hz) in the lab VM (QEMU TCG)',
-    frames: FRAMES, rows: [], details: [] };
+    frames: FRAMES, rounds: ROUNDS, rows: [], details: [] };
   for (const [width, height] of SIZES) {
     const weston = await startWeston({ width, height, renderer: 'gl' });
     try {
       // weston's first GL frames (shaders compiled under TCG) go to a throwaway client, not to either measurement.
       await refClientDmabuf(weston, width, height, 10);
-      console.log(`dmabuf bench: ${width}x${height} C floor`);
-      result.rows.push(await withCompositorCpu(weston, () => refClientDmabuf(weston, width, height, FRAMES)));
-      console.log(`dmabuf bench: ${width}x${height} wlscanout`);
-      result.rows.push(await withCompositorCpu(weston, async () => {
-        const { row, detail } = await oursDmabuf(weston, width, height, FRAMES);
-        result.details.push(detail);
-        return row;
-      }));
+      const floor = (): Promise<DmabufRun> => withCompositorCpu(weston, () => refClientDmabuf(weston, width, height, FRAMES));
+      let detail: DmabufResult['details'][number] | null = null;
+      const ours = (): Promise<DmabufRun> => withCompositorCpu(weston, async () => {
+        const run = await oursDmabuf(weston, width, height, FRAMES);
+        detail ??= run.detail;
+        return run.row;
+      });
+      const runs: DmabufRun[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const client of round % 2 === 0 ? [floor, ours] : [ours, floor]) {
+          const run = await client();
+          console.log(`dmabuf bench: ${width}x${height} round ${round + 1}/${ROUNDS} ${run.client}: ${run.cpuMsPerFrame.toFixed(3)} ms/frame, ${run.fps.toFixed(1)} fps`);
+          runs.push(run);
+        }
+      }
+      for (const client of new Set(runs.map((r) => r.client))) result.rows.push(medianRow(runs.filter((r) => r.client === client)));
+      result.details.push(detail!);
     } catch (e) {
       console.error(`dmabuf bench: ${width}x${height} failed; weston log:\n${weston.log().slice(-3000)}`);
       throw e;
@@ -163,6 +180,17 @@ export async function insideLab(): Promise<DmabufResult> {
   writeFileSync(join('/mnt', RESULT), `${JSON.stringify(result, null, 2)}\n`);
   console.log(`dmabuf bench: done`);
   return result;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+function medianRow(runs: DmabufRun[]): DmabufCostRow {
+  return { ...runs[0], fps: median(runs.map((r) => r.fps)), cpuMsPerFrame: median(runs.map((r) => r.cpuMsPerFrame)),
+    compositorCpuMsPerFrame: median(runs.map((r) => r.compositorCpuMsPerFrame)), cpuMsPerFrameRuns: runs.map((r) => r.cpuMsPerFrame) };
 }
 
 /** On the host: the same scenario run in the lab VM. Throws (with the serial log's end) if the VM cannot run it. */
@@ -199,9 +227,10 @@ export async function presentCostDmabuf(): Promise<DmabufResult> {
 }
 
 export function printDmabuf(result: DmabufResult): void {
-  console.log(`\npresent cost, dmabuf path: ${result.compositor}, ${result.frames} frames, pre-drawn XRGB8888 blob resources`);
+  console.log(`\npresent cost, dmabuf path: ${result.compositor}, ${result.frames} frames per run, median of ${result.rounds} runs ` +
+    'per client (alternating which goes first), pre-drawn XRGB8888 blob resources');
   console.table(result.rows.map((r) => ({ size: r.size, client: r.client, fps: r.fps.toFixed(1), 'CPU ms/frame': r.cpuMsPerFrame.toFixed(3),
-    'weston CPU ms/frame': r.compositorCpuMsPerFrame.toFixed(1) })));
+    'runs, CPU ms/frame': r.cpuMsPerFrameRuns.map((v) => v.toFixed(2)).join(' '), 'weston CPU ms/frame': r.compositorCpuMsPerFrame.toFixed(1) })));
   for (const d of result.details) {
     const floor = result.rows.find((r) => r.size === d.size && r.client.startsWith('C floor'))!;
     const ours = result.rows.find((r) => r.size === d.size && r.client.startsWith('wlscanout'))!;

@@ -194,7 +194,35 @@ async function scale(): Promise<ScaleRow[]> {
   return rows;
 }
 
-interface SteadyRow { frames: number; rssMiB: number; openFds: number; resources: number }
+interface SteadyRow {
+  frames: number; rssMiB: number; openFds: number; resources: number;
+  /** Where RSS goes: V8's heap in use, memory V8 knows of outside it (Buffers, ArrayBuffers), memfds mapped now. */
+  heapUsedMiB: number; externalMiB: number; memfdMappedMiB: number;
+  /** RSS by kind of mapping (/proc/self/smaps): files (code and data of the binaries), malloc's brk heap, other anonymous. */
+  rssFileMiB: number; rssBrkMiB: number; rssAnonMiB: number;
+}
+
+function rssByKind(): { file: number; brk: number; anon: number } {
+  const kb = { file: 0, brk: 0, anon: 0 };
+  let kind: keyof typeof kb = 'anon';
+  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (header) kind = header[1] === '[heap]' ? 'brk' : header[1].startsWith('/') && !header[1].startsWith('/memfd:') ? 'file' : 'anon';
+    else if (line.startsWith('Rss:')) kb[kind] += Number(line.split(/\s+/)[1]);
+  }
+  return { file: kb.file / 1024, brk: kb.brk / 1024, anon: kb.anon / 1024 };
+}
+
+/** The size of every memfd mapping of this process (guest memory, surfaces, pools). */
+function memfdMappedMiB(): number {
+  let bytes = 0;
+  for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
+    if (!line.includes('/memfd:')) continue;
+    const [start, end] = line.split(' ')[0].split('-').map((h) => parseInt(h, 16));
+    bytes += end - start;
+  }
+  return bytes / 2 ** 20;
+}
 
 /** Blob guests created and destroyed every 1,000 frames (resource churn) on sway at 240 Hz; RSS and fds every 10k. */
 async function steadyState(): Promise<SteadyRow[]> {
@@ -216,7 +244,9 @@ async function steadyState(): Promise<SteadyRow[]> {
       if (frames % 10_000 === 0) {
         // After a full GC (node --expose-gc, as `make bench` runs it), RSS is what is retained, not when V8 last collected.
         (globalThis as { gc?: () => void }).gc?.();
-        rows.push({ frames, rssMiB: process.memoryUsage().rss / 2 ** 20, openFds: openFdCount(), resources });
+        const usage = process.memoryUsage();
+        rows.push({ frames, rssMiB: usage.rss / 2 ** 20, openFds: openFdCount(), resources, heapUsedMiB: usage.heapUsed / 2 ** 20,
+          externalMiB: usage.external / 2 ** 20, memfdMappedMiB: memfdMappedMiB(), ...((r) => ({ rssFileMiB: r.file, rssBrkMiB: r.brk, rssAnonMiB: r.anon }))(rssByKind()) });
       }
     }
     presenter.close();
@@ -354,7 +384,9 @@ if (!only || only === 'steady-state') {
   const rows = await steadyState();
   results.steadyState = rows;
   console.log('\nsteady state: blob guests created and destroyed every 1,000 frames, sway at 240 Hz');
-  console.table(rows.map((r) => ({ frames: r.frames, 'RSS MiB': r.rssMiB.toFixed(1), 'open fds': r.openFds, 'resources so far': r.resources })));
+  console.table(rows.map((r) => ({ frames: r.frames, 'RSS MiB': r.rssMiB.toFixed(1), 'V8 heap MiB': r.heapUsedMiB.toFixed(1),
+    'external MiB': r.externalMiB.toFixed(1), 'memfds mapped MiB': r.memfdMappedMiB.toFixed(1),
+    'RSS files / brk heap / other anon MiB': `${r.rssFileMiB.toFixed(1)} / ${r.rssBrkMiB.toFixed(1)} / ${r.rssAnonMiB.toFixed(1)}`, 'open fds': r.openFds, 'resources so far': r.resources })));
 }
 if (!only || only === 'qemu-e2e') {
   const rows = await qemuEndToEnd();
