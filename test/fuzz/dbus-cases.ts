@@ -53,11 +53,33 @@ function u32(rng: Rng, typical: number): number {
   return rng.weighted([[6, typical], [2, rng.pick(U32)], [1, rng.u32()], [1, Math.max(0, typical + rng.int(-2, 2))]]) >>> 0;
 }
 
-/** Pixel data for a width x height image of stride-byte rows: usually the right length, sometimes short or empty. */
+let lastStamp = 0;
+
+/**
+ * Pixel data for a width x height image of stride-byte rows: usually the right length, sometimes short or empty.
+ * Data of 8 bytes or more carries a stamp, increasing from call to call, in its first and last 4 bytes: an event
+ * whose bytes were overwritten by a later message (a reused receive buffer) shows a stamp out of order.
+ */
 function pixelData(rng: Rng, stride: number, h: number, row: number): Buffer {
   const needed = Math.max(0, stride * (h - 1) + row);
   const length = rng.weighted([[6, needed], [1, needed - 1], [1, needed + rng.int(0, 64)], [1, rng.int(0, 256)], [1, 0]]);
-  return Buffer.alloc(Math.max(0, Math.min(length, 4 << 20)));
+  const data = Buffer.alloc(Math.max(0, Math.min(length, 4 << 20)));
+  if (data.length >= 8) {
+    lastStamp++;
+    data.writeUInt32LE(lastStamp, 0);
+    data.writeUInt32LE(lastStamp, data.length - 4);
+  }
+  return data;
+}
+
+/** Why an event's pixel bytes are not those of a later call than the previous event's, or null. */
+function stampProblem(data: Buffer, previous: { stamp: number }): string | null {
+  if (data.length < 8) return null;
+  const first = data.readUInt32LE(0);
+  const last = data.readUInt32LE(data.length - 4);
+  if (first !== last || first <= previous.stamp) return `pixels stamped ${first}/${last} after an event stamped ${previous.stamp}`;
+  previous.stamp = first;
+  return null;
 }
 
 function generateCall(rng: Rng, fds: PeerFds, allowSlow: boolean): Call {
@@ -67,8 +89,9 @@ function generateCall(rng: Rng, fds: PeerFds, allowSlow: boolean): Call {
   switch (rng.weighted([[3, 'Scanout'], [4, 'Update'], [2, 'ScanoutDMABUF'], [4, 'UpdateDMABUF'], [1, 'Disable'], [1, 'MouseSet'],
     [2, 'CursorDefine'], [2, 'wrong-signature'], [1, 'unknown'], [1, 'builtin']] as const)) {
     case 'Scanout': {
-      const w = u32(rng, rng.int(1, 64));
-      const h = u32(rng, rng.int(1, 64));
+      const large = rng.bool(0.1); // over 1 MiB: the connection's reused buffer for large messages
+      const w = u32(rng, large ? 640 : rng.int(1, 64));
+      const h = u32(rng, large ? rng.int(410, 800) : rng.int(1, 64));
       const fmt = rng.bool(0.85) ? rng.pick(Object.values(PixmanFormat)) : rng.pick(PIXMAN);
       const row = w * Math.max(1, bpp(fmt) >>> 3);
       const stride = u32(rng, row + rng.pick([0, 0, 4, 64]));
@@ -77,10 +100,11 @@ function generateCall(rng: Rng, fds: PeerFds, allowSlow: boolean): Call {
       break;
     }
     case 'Update': {
-      const x = i32(rng, rng.int(0, 64));
-      const y = i32(rng, rng.int(0, 64));
-      const w = i32(rng, rng.int(1, 64));
-      const h = i32(rng, rng.int(1, 64));
+      const large = rng.bool(0.1);
+      const x = i32(rng, large ? 0 : rng.int(0, 64));
+      const y = i32(rng, large ? 0 : rng.int(0, 64));
+      const w = i32(rng, large ? 640 : rng.int(1, 64));
+      const h = i32(rng, large ? rng.int(410, 800) : rng.int(1, 64));
       const fmt = rng.bool(0.85) ? PixmanFormat.x8r8g8b8 : rng.pick(PIXMAN);
       const row = Math.max(0, w) * Math.max(1, bpp(fmt) >>> 3);
       const stride = u32(rng, row);
@@ -234,13 +258,18 @@ async function runBatch(batch: number, cases: number[], count: (key: string) => 
       return consoleSize;
     }, paused);
     const l = listener;
+    const previous = { stamp: 0 };
     sink.on('scanout', (e) => {
       if (!pixelsOk(e.width, e.height, e.stride, e.pixmanFormat, e.data.length)) violations.push(`scanout event with bad pixels ${show(e)}`);
+      const stamp = stampProblem(e.data, previous);
+      if (stamp) violations.push(`scanout ${e.width}x${e.height}: ${stamp}`);
     });
     sink.on('update', (e) => {
       const s = l.surface;
       if (!s || e.x < 0 || e.y < 0 || e.x + e.w > s.width || e.y + e.h > s.height) violations.push(`update ${show(e)} outside the surface ${show(s)}`);
       if (!pixelsOk(e.w, e.h, e.stride, e.pixmanFormat, e.data.length)) violations.push(`update event with bad pixels ${show(e)}`);
+      const stamp = stampProblem(e.data, previous);
+      if (stamp) violations.push(`update ${e.w}x${e.h}: ${stamp}`);
     });
     sink.on('cursor-define', (e) => {
       if (e.width < 0 || e.height < 0 || e.data.length < e.width * e.height * 4) violations.push(`cursor ${show(e)}`);
