@@ -14,6 +14,7 @@ import { runGuest } from '../src/pipeline.js';
 import { formatByName } from '../src/formats.js';
 import { memfdCreate, ftruncate, addSeals, mmap, constants } from '../src/native/fds.js';
 import { kmsGuestBootArgs } from '../test/qemu-helpers.js';
+import { countOutputFrames } from './output-frames.js';
 
 const root = join(import.meta.dirname, '../..');
 const XRGB = formatByName('XRGB8888')!;
@@ -306,6 +307,8 @@ interface E2eRow {
   /** The viewer's minor page faults per guest frame: fresh receive buffers show up here. */
   wlscanoutFaultsPerFrame: number | null;
   compositorPct: number;
+  /** New frames on sway's output per second (wlr-screencopy with damage), counted after the CPU window. */
+  shownFps: number;
 }
 
 /** /proc stat fields after the command name: of one thread (tid), or of the whole process (no tid). */
@@ -326,6 +329,7 @@ function minorFaults(pid: number): number {
 /** The lab kernel + KMS guest redrawing a full 1280x800 frame per DIRTYFB at a 60 fps target, shown by QEMU's GTK
  *  UI or by -display dbus + `wlscanout show`, both under the same headless sway at 60 Hz. */
 async function qemuEndToEnd(): Promise<E2eRow[]> {
+  const SHOWN_SECONDS = 5;
   const seconds = Number(process.env.WLSCANOUT_BENCH_SECONDS ?? 20);
   const kernel = execFileSync(join(root, 'lab/build-kernel.sh'), { encoding: 'utf8' }).trim();
   const rows: E2eRow[] = [];
@@ -372,7 +376,7 @@ async function qemuEndToEnd(): Promise<E2eRow[]> {
         guestFps: (frames - f0) / elapsed, qemuMainPct: pct(cpuTicks(qemu.pid!, qemu.pid!) - q0),
         wlscanoutPct: show ? pct(cpuTicks(show.pid!) - s0) : null, wlscanoutMainPct: show ? pct(cpuTicks(show.pid!, show.pid!) - sm0) : null,
         wlscanoutFaultsPerFrame: show ? (minorFaults(show.pid!) - sf0) / Math.max(1, frames - f0) : null,
-        compositorPct: pct(cpuTicks(sway.pid) - c0) });
+        compositorPct: pct(cpuTicks(sway.pid) - c0), shownFps: (await countOutputFrames(sway.socket, SHOWN_SECONDS)) / SHOWN_SECONDS });
     } finally {
       show?.kill('SIGKILL');
       qemu.kill('SIGKILL');
@@ -438,7 +442,7 @@ if (!only || only === 'qemu-e2e') {
   const rows = await qemuEndToEnd();
   results.qemuEndToEnd = rows;
   console.log("\nQEMU end to end: a full 1280x800 frame per DIRTYFB at a 60 fps target, headless sway 60 Hz; CPU as % of a core");
-  console.table(rows.map((r) => ({ display: r.display, 'guest fps': r.guestFps.toFixed(1), 'QEMU main thread %': r.qemuMainPct.toFixed(1),
+  console.table(rows.map((r) => ({ display: r.display, 'guest fps': r.guestFps.toFixed(1), 'shown fps': r.shownFps.toFixed(1), 'QEMU main thread %': r.qemuMainPct.toFixed(1),
     'wlscanout % (all threads)': r.wlscanoutPct?.toFixed(1) ?? '—', 'of which main thread %': r.wlscanoutMainPct?.toFixed(1) ?? '—',
     'wlscanout faults/frame': r.wlscanoutFaultsPerFrame?.toFixed(0) ?? '—', 'sway %': r.compositorPct.toFixed(1),
     'QEMU main + viewer %': (r.qemuMainPct + (r.wlscanoutPct ?? 0)).toFixed(1) })));
