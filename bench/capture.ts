@@ -12,6 +12,7 @@ import { VideoWriter } from '../src/capture/video-writer.js';
 import { BuiltinGuest } from '../src/source/builtin-guest.js';
 import { runGuestHeadless } from '../src/pipeline.js';
 import { formatByFourcc, formatByName } from '../src/formats.js';
+import { memcpyMs } from './proc.js';
 
 export interface CaptureRow {
   consumer: string;
@@ -29,16 +30,6 @@ export interface CaptureRow {
 const W = 1920;
 const H = 1080;
 const XRGB = formatByName('XRGB8888')!;
-
-function memcpyMs(): number {
-  const a = Buffer.alloc(W * H * 4, 7);
-  const b = Buffer.alloc(W * H * 4);
-  const rounds = 50;
-  a.copy(b);
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < rounds; i++) a.copy(b);
-  return Number(process.hrtime.bigint() - start) / 1e6 / rounds;
-}
 
 function cpuMs(): number {
   const u = process.cpuUsage();
@@ -109,7 +100,7 @@ async function recordLoop(frames: number, floorMs: number): Promise<CaptureRow> 
 }
 
 export async function captureBench(frames: number): Promise<{ memcpyMs: number; rows: CaptureRow[] }> {
-  const floor = memcpyMs();
+  const floor = memcpyMs(W * H * 4);
   return {
     memcpyMs: floor,
     rows: [await captureLoop(frames, false, floor), await captureLoop(Math.min(frames, 120), true, floor), await recordLoop(frames, floor)],

@@ -16,6 +16,7 @@ import { BlobGuest } from '../src/source/blob-guest.js';
 import { waitFence } from '../src/sync/fence.js';
 import { close } from '../src/native/fds.js';
 import { formatByName } from '../src/formats.js';
+import { cpuTicks } from './proc.js';
 
 const root = join(import.meta.dirname, '../..');
 const XRGB = formatByName('XRGB8888')!;
@@ -52,18 +53,11 @@ export interface DmabufResult {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A process's user + system CPU in ms (clock ticks of 10 ms). */
-function processCpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
 /** Runs `client` and adds the compositor's CPU per frame over its run. */
 async function withCompositorCpu(compositor: Compositor, client: () => Promise<Omit<DmabufRun, 'compositorCpuMsPerFrame'>>): Promise<DmabufRun> {
-  const c0 = processCpuMs(compositor.pid);
+  const c0 = cpuTicks(compositor.pid) * 10;
   const row = await client();
-  return { ...row, compositorCpuMsPerFrame: (processCpuMs(compositor.pid) - c0) / (row.frames + WARMUP) };
+  return { ...row, compositorCpuMsPerFrame: (cpuTicks(compositor.pid) * 10 - c0) / (row.frames + WARMUP) };
 }
 
 function refClientDmabuf(compositor: Compositor, width: number, height: number, frames: number): Promise<Omit<DmabufRun, 'compositorCpuMsPerFrame'>> {

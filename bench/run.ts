@@ -1,11 +1,9 @@
-// `make bench`: present cost against a C floor on the same compositor, and latency, as a table on stdout and JSON
-// under bench/results/. One scenario alone: node dist-bench/bench/run.js present-cost | present-cost-dmabuf |
+// `make bench`: every scenario (bench/README.md), each a table on stdout, all of them as JSON under
+// bench/results/. One scenario alone: node dist-bench/bench/run.js present-cost | present-cost-dmabuf |
 // latency | scale | steady-state | qemu-e2e | capture (present-cost-dmabuf boots the lab VM and runs itself there
 // with --inside-lab) | bytes-copied
-import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { getHeapSpaceStatistics } from 'node:v8';
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startSway, startWeston, type Compositor } from '../src/embedded/compositors.js';
 import { Presenter } from '../src/present/presenter.js';
@@ -13,13 +11,15 @@ import { BuiltinGuest } from '../src/source/builtin-guest.js';
 import { runGuest } from '../src/pipeline.js';
 import { formatByName } from '../src/formats.js';
 import { memfdCreate, ftruncate, addSeals, mmap, constants } from '../src/native/fds.js';
-import { kmsGuestBootArgs } from '../test/qemu-helpers.js';
-import { countOutputFrames } from './output-frames.js';
+import { cpuTicks, memcpyMs } from './proc.js';
+import { steadyState, steadyStateInChild } from './steady-state.js';
+import { qemuEndToEnd } from './qemu-e2e.js';
 
 const root = join(import.meta.dirname, '../..');
 const XRGB = formatByName('XRGB8888')!;
 const SIZES = [[1280, 800], [1920, 1080], [3840, 2160]] as const;
 const FRAMES = Number(process.env.WLSCANOUT_BENCH_FRAMES ?? 600);
+const BYTES_4K = 3840 * 2160 * 4;
 
 interface CostRow { size: string; client: string; frames: number; fps: number; cpuMsPerFrame: number }
 
@@ -196,196 +196,6 @@ async function scale(): Promise<ScaleRow[]> {
   return rows;
 }
 
-interface SteadyRow {
-  frames: number; rssMiB: number; openFds: number; resources: number;
-  /** Where RSS goes: V8's heap in use, memory V8 knows of outside it (Buffers, ArrayBuffers), memfds mapped now. */
-  heapUsedMiB: number; externalMiB: number; memfdMappedMiB: number;
-  /** V8's heap as committed (all spaces), and its young generation alone: V8 grows it under allocation load. */
-  heapTotalMiB: number; newSpaceMiB: number;
-  /** RSS by kind of mapping (/proc/self/smaps): files (code and data of the binaries), malloc's brk heap, other anonymous. */
-  rssFileMiB: number; rssBrkMiB: number; rssAnonMiB: number;
-}
-
-function rssByKind(): { file: number; brk: number; anon: number } {
-  const kb = { file: 0, brk: 0, anon: 0 };
-  let kind: keyof typeof kb = 'anon';
-  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
-    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
-    if (header) kind = header[1] === '[heap]' ? 'brk' : header[1].startsWith('/') && !header[1].startsWith('/memfd:') ? 'file' : 'anon';
-    else if (line.startsWith('Rss:')) kb[kind] += Number(line.split(/\s+/)[1]);
-  }
-  return { file: kb.file / 1024, brk: kb.brk / 1024, anon: kb.anon / 1024 };
-}
-
-/** The size of every memfd mapping of this process (guest memory, surfaces, pools). */
-function memfdMappedMiB(): number {
-  let bytes = 0;
-  for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
-    if (!line.includes('/memfd:')) continue;
-    const [start, end] = line.split(' ')[0].split('-').map((h) => parseInt(h, 16));
-    bytes += end - start;
-  }
-  return bytes / 2 ** 20;
-}
-
-/** Blob guests created and destroyed every 1,000 frames (resource churn) on sway at 240 Hz; RSS and fds every 10k. */
-async function steadyState(): Promise<SteadyRow[]> {
-  const total = Number(process.env.WLSCANOUT_BENCH_STEADY_FRAMES ?? 100_000);
-  const sway = await startSway({ width: 640, height: 480, refreshHz: 240 });
-  const rows: SteadyRow[] = [];
-  const { BlobGuest } = await import('../src/source/blob-guest.js');
-  const { openFdCount } = await import('../src/native/fds.js');
-  try {
-    const presenter = await Presenter.open({ display: sway.socket, title: 'steady', fullscreen: true });
-    let frames = 0;
-    let resources = 0;
-    while (frames < total) {
-      const guest = new BlobGuest({ width: 640, height: 480, format: XRGB, buffers: 3, firstResourceId: resources + 1 });
-      resources += 3;
-      await runGuest(guest, presenter, 1000).done;
-      guest.close();
-      frames += 1000;
-      if (frames % 10_000 === 0) {
-        // After a full GC (node --expose-gc, as `make bench` runs it), RSS is what is retained, not when V8 last collected.
-        (globalThis as { gc?: () => void }).gc?.();
-        const usage = process.memoryUsage();
-        rows.push({ frames, rssMiB: usage.rss / 2 ** 20, openFds: openFdCount(), resources, heapUsedMiB: usage.heapUsed / 2 ** 20,
-          externalMiB: usage.external / 2 ** 20, memfdMappedMiB: memfdMappedMiB(), heapTotalMiB: usage.heapTotal / 2 ** 20,
-          newSpaceMiB: getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')!.space_size / 2 ** 20, ...((r) => ({ rssFileMiB: r.file, rssBrkMiB: r.brk, rssAnonMiB: r.anon }))(rssByKind()) });
-      }
-    }
-    presenter.close();
-  } catch (e) {
-    console.error(`steady state failed after ${rows.length * 10_000}+ frames: ${(e as Error).message}\n${sway.log().slice(-3000)}`);
-    throw e;
-  } finally {
-    await sway.stop();
-  }
-  return rows;
-}
-
-const BYTES_4K = 3840 * 2160 * 4;
-
-/** One memcpy of a 4K XRGB frame, in ms: the physical reference copy paths are reported against. */
-function memcpy4kMs(): number {
-  const a = Buffer.alloc(BYTES_4K, 7);
-  const b = Buffer.alloc(BYTES_4K);
-  a.copy(b);
-  const rounds = 20;
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < rounds; i++) a.copy(b);
-  return Number(process.hrtime.bigint() - start) / 1e6 / rounds;
-}
-
-/**
- * V8's young generation grows (doubling, up to 2 × 16 MiB semi-spaces here) once the bytes surviving its
- * scavenges add up to its capacity, which any long-running Node process reaches sooner or later: in the first
- * runs of this scenario it happened between 60k and 80k frames, a one-time +8 MiB step that said nothing about
- * leaks. So the scenario runs in a Node of its own whose young generation starts at that final size: RSS is then
- * measured against the state the process ends up in anyway, and a leak still shows as growth.
- */
-const STEADY_V8_FLAGS = ['--expose-gc', '--min-semi-space-size=16', '--max-semi-space-size=16'];
-
-function steadyStateInChild(): Promise<SteadyRow[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...STEADY_V8_FLAGS, join(root, 'dist-bench/bench/run.js'), 'steady-state', '--steady-child'],
-      { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.once('exit', (code) => {
-      const line = out.split('\n').find((l) => l.startsWith('STEADY '));
-      if (code !== 0 || !line) return reject(new Error(`steady-state: its Node process ended with status ${code}:\n${out.slice(-2000)}`));
-      resolve(JSON.parse(line.slice(7)) as SteadyRow[]);
-    });
-  });
-}
-
-interface E2eRow {
-  display: string; guestFps: number; qemuMainPct: number;
-  /** All of the viewer's threads (V8's GC helpers and libuv's pool included), and its main thread alone. */
-  wlscanoutPct: number | null; wlscanoutMainPct: number | null;
-  /** The viewer's minor page faults per guest frame: fresh receive buffers show up here. */
-  wlscanoutFaultsPerFrame: number | null;
-  compositorPct: number;
-  /** New frames on sway's output per second (wlr-screencopy with damage), counted after the CPU window. */
-  shownFps: number;
-}
-
-/** /proc stat fields after the command name: of one thread (tid), or of the whole process (no tid). */
-function procStat(pid: number, tid?: number): string[] {
-  const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-}
-
-function cpuTicks(pid: number, tid?: number): number {
-  const fields = procStat(pid, tid);
-  return Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks
-}
-
-function minorFaults(pid: number): number {
-  return Number(procStat(pid)[7]);
-}
-
-/** The lab kernel + KMS guest redrawing a full 1280x800 frame per DIRTYFB at a 60 fps target, shown by QEMU's GTK
- *  UI or by -display dbus + `wlscanout show`, both under the same headless sway at 60 Hz. */
-async function qemuEndToEnd(): Promise<E2eRow[]> {
-  const SHOWN_SECONDS = 5;
-  const seconds = Number(process.env.WLSCANOUT_BENCH_SECONDS ?? 20);
-  const kernel = execFileSync(join(root, 'lab/build-kernel.sh'), { encoding: 'utf8' }).trim();
-  const rows: E2eRow[] = [];
-  const TICK = 100; // USER_HZ
-  const modes = (process.env.WLSCANOUT_BENCH_E2E_MODES ?? 'gtk,dbus').split(',') as ('gtk' | 'dbus')[];
-  for (const mode of modes) {
-    const sway = await startSway({ width: 1280, height: 800, refreshHz: 60 });
-    const qmp = join(tmpdir(), `wlscanout-bench-${process.pid}.qmp`);
-    const display = mode === 'gtk' ? ['-display', 'gtk,gl=off'] : ['-display', 'dbus,p2p=yes', '-qmp', `unix:${qmp},server=on,wait=off`];
-    const qemu = spawn('qemu-system-x86_64', ['-m', '256', '-smp', '1', '-vga', 'none', '-net', 'none', '-no-reboot',
-      '-device', 'virtio-gpu-pci', ...display, '-serial', 'stdio', '-monitor', 'none',
-      ...kmsGuestBootArgs(kernel, 'wlscanout.full=1 wlscanout.interval_ms=16')],
-    { env: { ...sway.env, GDK_BACKEND: 'wayland' }, stdio: ['ignore', 'pipe', 'ignore'] });
-    let frames = 0;
-    let serial = '';
-    qemu.stdout!.on('data', (d: Buffer) => {
-      serial += d.toString('latin1');
-      const lines = serial.split('\n');
-      serial = lines.pop()!;
-      frames += lines.filter((l) => l.includes('kms-guest: frame')).length;
-    });
-    let show: ReturnType<typeof spawn> | null = null;
-    try {
-      if (mode === 'dbus') {
-        for (let i = 0; i < 200 && !existsSync(qmp); i++) await new Promise((r) => setTimeout(r, 25));
-        await new Promise((r) => setTimeout(r, 200));
-        show = spawn(process.execPath, [join(root, 'dist/cli/main.js'), 'show', '--qmp', qmp, '--fullscreen', '--display', sway.socket],
-          { env: sway.env, stdio: 'ignore' });
-      }
-      const warm = Date.now() + 60_000;
-      while (frames < 30 && Date.now() < warm) await new Promise((r) => setTimeout(r, 100));
-      if (frames < 30) throw new Error(`${mode}: the guest showed ${frames} frames within 60 s`);
-      const f0 = frames;
-      const q0 = cpuTicks(qemu.pid!, qemu.pid!);
-      const s0 = show ? cpuTicks(show.pid!) : 0;
-      const sm0 = show ? cpuTicks(show.pid!, show.pid!) : 0;
-      const sf0 = show ? minorFaults(show.pid!) : 0;
-      const c0 = cpuTicks(sway.pid);
-      const t0 = Date.now();
-      await new Promise((r) => setTimeout(r, seconds * 1000));
-      const elapsed = (Date.now() - t0) / 1000;
-      const pct = (ticks: number) => (ticks / TICK / elapsed) * 100;
-      rows.push({ display: mode === 'gtk' ? "QEMU's GTK UI (gl=off)" : '-display dbus + wlscanout show',
-        guestFps: (frames - f0) / elapsed, qemuMainPct: pct(cpuTicks(qemu.pid!, qemu.pid!) - q0),
-        wlscanoutPct: show ? pct(cpuTicks(show.pid!) - s0) : null, wlscanoutMainPct: show ? pct(cpuTicks(show.pid!, show.pid!) - sm0) : null,
-        wlscanoutFaultsPerFrame: show ? (minorFaults(show.pid!) - sf0) / Math.max(1, frames - f0) : null,
-        compositorPct: pct(cpuTicks(sway.pid) - c0), shownFps: (await countOutputFrames(sway.socket, SHOWN_SECONDS)) / SHOWN_SECONDS });
-    } finally {
-      show?.kill('SIGKILL');
-      qemu.kill('SIGKILL');
-      await sway.stop();
-    }
-  }
-  return rows;
-}
-
 const only = process.argv[2];
 if (process.argv.includes('--inside-lab')) {
   // Inside the lab VM (the project is read-only there): the one scenario, its JSON to the VM's out share.
@@ -459,7 +269,7 @@ if (!only || only === 'capture') {
 if (!only || only === 'bytes-copied') {
   const { bytesCopied } = await import('./bytes-copied.js');
   const rows = await bytesCopied(root, Math.min(FRAMES, 300));
-  const floor = memcpy4kMs();
+  const floor = memcpyMs(BYTES_4K);
   results.bytesCopied = { memcpy4kMs: floor, rows };
   console.log('\nbytes of pixels copied by wlscanout per frame (counted at the copy sites), 1280x800 XRGB8888; ' +
     `one 4K XRGB memcpy (${BYTES_4K} bytes) measured at ${floor.toFixed(2)} ms`);
