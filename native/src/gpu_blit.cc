@@ -329,37 +329,25 @@ void main() {
 }
 )";
 
-// u_opaque: 1.0 for sources without alpha (their X byte may hold anything), which then draw alpha 1.
-const char* const kFragmentShader2D = R"(
+// u_opaque: 1.0 for sources without alpha (their X byte may hold anything), which then draw alpha 1. SAMPLER is
+// defined by the line put before it: the 2D and the external-image programs differ only there.
+const std::string kFragmentShaderBody = R"(
 #ifdef GL_FRAGMENT_PRECISION_HIGH
 precision highp float;
 #else
 precision mediump float;
 #endif
 varying highp vec2 v_uv;
-uniform sampler2D u_tex;
+uniform SAMPLER u_tex;
 uniform float u_opaque;
 void main() {
   vec4 c = texture2D(u_tex, v_uv);
   gl_FragColor = vec4(c.rgb, max(c.a, u_opaque));
 }
 )";
-
-const char* const kFragmentShaderExternal = R"(
-#extension GL_OES_EGL_image_external : require
-#ifdef GL_FRAGMENT_PRECISION_HIGH
-precision highp float;
-#else
-precision mediump float;
-#endif
-varying highp vec2 v_uv;
-uniform samplerExternalOES u_tex;
-uniform float u_opaque;
-void main() {
-  vec4 c = texture2D(u_tex, v_uv);
-  gl_FragColor = vec4(c.rgb, max(c.a, u_opaque));
-}
-)";
+const std::string kFragmentShader2D = "#define SAMPLER sampler2D\n" + kFragmentShaderBody;
+const std::string kFragmentShaderExternal =
+    "#extension GL_OES_EGL_image_external : require\n#define SAMPLER samplerExternalOES\n" + kFragmentShaderBody;
 
 struct Program {
   GLuint id = 0;
@@ -540,10 +528,10 @@ class GpuBlitter : public Napi::ObjectWrap<GpuBlitter> {
     }
     bgraUpload_ = Has(glExtensions, "GL_EXT_texture_format_BGRA8888");
     unpackRowLength_ = Has(glExtensions, "GL_EXT_unpack_subimage");
-    if (!Compile(kFragmentShader2D, &program2D_, error)) return false;
+    if (!Compile(kFragmentShader2D.c_str(), &program2D_, error)) return false;
     if (Has(glExtensions, "GL_OES_EGL_image_external")) {
       std::string ignored;  // without it, external-only imports cannot be sampled (reported when one is)
-      Compile(kFragmentShaderExternal, &programExternal_, &ignored);
+      Compile(kFragmentShaderExternal.c_str(), &programExternal_, &ignored);
     }
     gl.Disable(GL_BLEND);
     gl.Disable(GL_DEPTH_TEST);
