@@ -62,22 +62,14 @@ declare module 'dbus-native/lib/marshall.js' {
 }
 
 declare module 'dbus-native/lib/message.js' {
-  interface DBusNativeMessage {
-    type: number;
+  /** Our MessageHeader, with dbus-native's defaults for flags and signature. */
+  type DBusNativeMessage = Omit<import('./message.js').MessageHeader, 'flags' | 'signature'> & {
     flags?: number;
-    serial: number;
-    path?: string;
-    interface?: string;
-    member?: string;
-    errorName?: string;
-    replySerial?: number;
-    destination?: string;
-    sender?: string;
     signature?: string;
     body?: unknown[];
     /** Only counted: the UNIX_FDS header field. */
     fds?: readonly unknown[];
-  }
+  };
   /** The whole message, little endian: fixed header, header fields, padding, body. */
   function marshall(message: DBusNativeMessage): Buffer;
   const message: { marshall: typeof marshall };
