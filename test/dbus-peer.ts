@@ -1,9 +1,12 @@
 // The far end of a p2p D-Bus connection for tests: the server side of the handshake, then raw messages built
 // with the same encoder (or by hand, to be malformed), read and written with plain recvmsg/sendmsg polling.
-import { close, recvmsg, sendmsg, socketpair } from '../src/native/fds.js';
+import { EventEmitter } from 'node:events';
+import { expect } from 'vitest';
+import { close, listOpenFds, recvmsg, sendmsg, socketpair } from '../src/native/fds.js';
 import { DBusConnection, type DBusConnectionOptions } from '../src/source/qemu/dbus/connection.js';
 import { MessageType, decodeMessage, encodeMessage, messageSize, type Message, type MessageHeader } from '../src/source/qemu/dbus/message.js';
 import type { DBusValue } from '../src/source/qemu/dbus/values.js';
+import { DisplayListener, type ListenerEvents } from '../src/source/qemu/listener.js';
 import { sleep } from './helpers.js';
 
 export const GUID = '0123456789abcdef0123456789abcdef';
@@ -133,6 +136,32 @@ export async function connectPair(options: DBusConnectionOptions = {}): Promise<
   await peer.acceptAuth();
   await conn.ready;
   return { conn, peer };
+}
+
+export interface ListenerPair {
+  /** The fds open before the pair was made: closeListenerPair expects exactly these after. */
+  baseline: number[];
+  conn: DBusConnection;
+  peer: FakePeer;
+  sink: EventEmitter<ListenerEvents>;
+  listener: DisplayListener;
+}
+
+/** Our DisplayListener on a connection whose other end is a FakePeer playing QEMU. */
+export async function openListenerPair(readConsoleSize: () => Promise<{ width: number; height: number }>): Promise<ListenerPair> {
+  const baseline = listOpenFds();
+  const { conn, peer } = await connectPair();
+  const sink = new EventEmitter<ListenerEvents>();
+  return { baseline, conn, peer, sink, listener: new DisplayListener(conn, sink, readConsoleSize) };
+}
+
+/** Closes every part of the pair and expects no fd left open. */
+export async function closeListenerPair(pair: Omit<ListenerPair, 'sink'>): Promise<void> {
+  pair.listener.close();
+  pair.conn.close();
+  pair.peer.close();
+  await sleep(20);
+  expect(listOpenFds()).toEqual(pair.baseline);
 }
 
 export function closeFds(fds: number[]): void {

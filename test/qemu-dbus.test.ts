@@ -15,7 +15,7 @@ import {
   DisplayListener, LISTENER_INTERFACE, LISTENER_PATH, PixmanFormat, QemuDisplay, type ListenerEvents, type UpdateEvent,
 } from '../src/source/qemu/display.js';
 import { QmpClient, QmpError } from '../src/source/qemu/qmp.js';
-import { FakePeer, closeFds, connectPair } from './dbus-peer.js';
+import { FakePeer, closeFds, closeListenerPair, connectPair, openListenerPair } from './dbus-peer.js';
 import { memfdOfSize } from './native-helpers.js';
 import { sleep, waitFor } from './helpers.js';
 
@@ -545,20 +545,11 @@ describe('QEMU listener (against a fake QEMU)', () => {
   let consoleSize = { width: 720, height: 400 };
   const events: string[] = [];
   beforeEach(async () => {
-    baseline = listOpenFds();
-    ({ conn, peer } = await connectPair());
-    sink = new EventEmitter<ListenerEvents>();
     events.length = 0;
     consoleSize = { width: 720, height: 400 };
-    listener = new DisplayListener(conn, sink, async () => consoleSize);
+    ({ baseline, conn, peer, sink, listener } = await openListenerPair(async () => consoleSize));
   });
-  afterEach(async () => {
-    listener.close();
-    conn.close();
-    peer.close();
-    await sleep(20);
-    expect(listOpenFds()).toEqual(baseline);
-  });
+  afterEach(() => closeListenerPair({ baseline, conn, peer, listener }));
   const callListener = (member: string, signature = '', body: DBusValue[] = []) => peer.call(LISTENER_PATH, LISTENER_INTERFACE, member, signature, body);
 
   it("answers QEMU's Properties.GetAll", async () => {

@@ -13,7 +13,7 @@ import {
 import { QemuSource } from '../src/source/qemu/qemu-source.js';
 import { startWeston, type Compositor } from '../src/embedded/compositors.js';
 import { renderExpected } from '../src/source/test-pattern.js';
-import { connectPair, type FakePeer } from './dbus-peer.js';
+import { closeListenerPair, connectPair, openListenerPair, type FakePeer } from './dbus-peer.js';
 import { memfdOfSize } from './native-helpers.js';
 import { openPresenter, sleep, waitFor, XRGB } from './helpers.js';
 
@@ -26,18 +26,9 @@ describe('QEMU 9.2+/10.1+ listener interfaces (fake QEMU peer)', () => {
   let sink: EventEmitter<ListenerEvents>;
   let listener: DisplayListener;
   beforeEach(async () => {
-    baseline = listOpenFds();
-    ({ conn, peer } = await connectPair());
-    sink = new EventEmitter<ListenerEvents>();
-    listener = new DisplayListener(conn, sink, async () => ({ width: 64, height: 32 }));
+    ({ baseline, conn, peer, sink, listener } = await openListenerPair(async () => ({ width: 64, height: 32 })));
   });
-  afterEach(async () => {
-    listener.close();
-    conn.close();
-    peer.close();
-    await sleep(20);
-    expect(listOpenFds()).toEqual(baseline);
-  });
+  afterEach(() => closeListenerPair({ baseline, conn, peer, listener }));
   const callMap = (member: string, signature: string, body: DBusValue[]) => peer.call(LISTENER_PATH, MAP_INTERFACE, member, signature, body);
   const error = async (serial: number): Promise<string> => {
     const reply = await peer.replyTo(serial);
