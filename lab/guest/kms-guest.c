@@ -109,6 +109,19 @@ static void fail(const char *what)
 
 #define IOCTL(fd, req, arg) do { if (ioctl(fd, req, arg) != 0) fail(#req); } while (0)
 
+/* A w x h XRGB dumb buffer, created and mapped; `what` names it if that fails. */
+static uint8_t *create_mapped_dumb(int fd, uint32_t w, uint32_t h, struct drm_mode_create_dumb *dumb, const char *what)
+{
+	*dumb = (struct drm_mode_create_dumb){ .width = w, .height = h, .bpp = 32 };
+	IOCTL(fd, DRM_IOCTL_MODE_CREATE_DUMB, dumb);
+	struct drm_mode_map_dumb map_req = { .handle = dumb->handle };
+	IOCTL(fd, DRM_IOCTL_MODE_MAP_DUMB, &map_req);
+	uint8_t *map = mmap(NULL, dumb->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, map_req.offset);
+	if (map == MAP_FAILED)
+		fail(what);
+	return map;
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -340,18 +353,13 @@ int main(int argc, char **argv)
 			crtc_id = crtcs[c];
 
 	uint32_t w = mode.hdisplay, h = mode.vdisplay;
-	struct drm_mode_create_dumb dumb = { .width = w, .height = h, .bpp = 32 };
-	IOCTL(fd, DRM_IOCTL_MODE_CREATE_DUMB, &dumb);
+	struct drm_mode_create_dumb dumb;
+	uint8_t *map = create_mapped_dumb(fd, w, h, &dumb, "mmap of the dumb buffer");
 	struct drm_mode_fb_cmd2 fb = {
 		.width = w, .height = h, .pixel_format = DRM_FORMAT_XRGB8888,
 		.handles = { dumb.handle }, .pitches = { dumb.pitch },
 	};
 	IOCTL(fd, DRM_IOCTL_MODE_ADDFB2, &fb);
-	struct drm_mode_map_dumb map_req = { .handle = dumb.handle };
-	IOCTL(fd, DRM_IOCTL_MODE_MAP_DUMB, &map_req);
-	uint8_t *map = mmap(NULL, dumb.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, map_req.offset);
-	if (map == MAP_FAILED)
-		fail("mmap of the dumb buffer");
 
 	fill(map, dumb.pitch, w, h, 0, 0, 0, w, h);
 	struct drm_mode_crtc set = {
@@ -365,13 +373,8 @@ int main(int argc, char **argv)
 	struct drm_mode_cursor2 cursor = { .flags = DRM_MODE_CURSOR_BO | DRM_MODE_CURSOR_MOVE, .crtc_id = crtc_id,
 					   .x = 100, .y = 100, .width = 64, .height = 64, .hot_x = 8, .hot_y = 8 };
 	if (cursor_arg && cursor_arg[0] == '1') {
-		struct drm_mode_create_dumb cdumb = { .width = 64, .height = 64, .bpp = 32 };
-		IOCTL(fd, DRM_IOCTL_MODE_CREATE_DUMB, &cdumb);
-		struct drm_mode_map_dumb cmap = { .handle = cdumb.handle };
-		IOCTL(fd, DRM_IOCTL_MODE_MAP_DUMB, &cmap);
-		uint8_t *cpix = mmap(NULL, cdumb.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, cmap.offset);
-		if (cpix == MAP_FAILED)
-			fail("mmap of the cursor buffer");
+		struct drm_mode_create_dumb cdumb;
+		uint8_t *cpix = create_mapped_dumb(fd, 64, 64, &cdumb, "mmap of the cursor buffer");
 		for (uint32_t y = 0; y < 64; y++)
 			for (uint32_t x = 0; x < 64; x++)
 				*(uint32_t *)(cpix + y * cdumb.pitch + x * 4) = x >= 32 ? 0 : y < 32 ? 0xffff0000u : 0xff00ff00u;
