@@ -4,13 +4,12 @@
 // after the CPU measurement, not during it.
 import { Connection } from '../src/wayland/connection.js';
 import { bindGlobals } from '../src/present/globals.js';
-import { formatByShm } from '../src/formats.js';
-import { memfdCreate, ftruncate, close } from '../src/native/fds.js';
+import { onShmOffered, shmTarget, type ShmTarget } from '../src/capture/output-capture.js';
 
 /** New frames shown on the compositor's first output over `seconds`. */
 export async function countOutputFrames(display: string, seconds: number): Promise<number> {
   const connection = new Connection(display);
-  let memfd = -1;
+  let target = null as ShmTarget | null; // made at the first copy, reused for the rest
   try {
     const globals = await bindGlobals(connection);
     const manager = globals.screencopyManager;
@@ -19,31 +18,18 @@ export async function countOutputFrames(display: string, seconds: number): Promi
     return await new Promise<number>((resolve, reject) => {
       let frames = 0;
       let counting = false;
-      let buffer: ReturnType<ReturnType<typeof globals.shm.createPool>['createBuffer']> | null = null;
       const timer = setTimeout(() => { counting = false; resolve(frames); }, seconds * 1000 + 1000);
       setTimeout(() => { counting = true; }, 1000); // the first copy answers at once: start counting after it
       const onError = (e: Error): void => { clearTimeout(timer); reject(e); };
       connection.once('error', onError);
       const next = (): void => {
         const frame = manager.captureOutput(0, output);
-        let shm: { width: number; height: number; stride: number; format: number } | null = null;
-        const copy = (): void => {
-          if (!shm) return reject(new Error('output frames: wlr-screencopy offered no 32-bit wl_shm format'));
-          if (!buffer) {
-            memfd = memfdCreate('wlscanout-bench-output-frames', true);
-            ftruncate(memfd, shm.stride * shm.height);
-            const pool = globals.shm.createPool(memfd, shm.stride * shm.height);
-            buffer = pool.createBuffer(0, shm.width, shm.height, shm.stride, shm.format);
-            pool.destroy();
-          }
-          frame.copyWithDamage(buffer);
-        };
+        onShmOffered(frame, (shm) => {
+          if (!shm) return onError(new Error('output frames: wlr-screencopy offered no 32-bit wl_shm format'));
+          target ??= shmTarget(globals, shm.width, shm.height, shm.stride, shm.format);
+          frame.copyWithDamage(target.buffer);
+        });
         frame.on({
-          buffer: (format, width, height, stride) => {
-            if (formatByShm(format)?.bytesPerPixel === 4) shm = { width, height, stride, format };
-            if (frame.version < 3) copy();
-          },
-          bufferDone: () => copy(),
           ready: () => {
             frame.destroy();
             if (counting) frames++;
@@ -58,7 +44,7 @@ export async function countOutputFrames(display: string, seconds: number): Promi
       next();
     });
   } finally {
+    target?.release();
     connection.close();
-    if (memfd >= 0) close(memfd);
   }
 }

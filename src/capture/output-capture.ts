@@ -2,7 +2,7 @@
 // wlr-screencopy (sway, wlroots) or weston_screenshooter (weston --debug).
 import type { Connection } from '../wayland/connection.js';
 import type { Globals } from '../present/globals.js';
-import type { WlBuffer, WlOutput } from '../wayland/protocols/index.js';
+import type { WlBuffer, WlOutput, ZwlrScreencopyFrameV1 } from '../wayland/protocols/index.js';
 import { ZwlrScreencopyFrameV1Flags } from '../wayland/protocols/index.js';
 import { memfdCreate, ftruncate, pread, close } from '../native/fds.js';
 import { formatByShm, formatByName, type PixelFormat } from '../formats.js';
@@ -12,13 +12,14 @@ export interface OutputCapture extends RgbaImage {
   method: 'wlr-screencopy' | 'weston-screenshooter';
 }
 
-interface ShmTarget {
+export interface ShmTarget {
   fd: number;
   release(): void;
   buffer: WlBuffer;
 }
 
-function shmTarget(globals: Globals, width: number, height: number, stride: number, format: PixelFormat): ShmTarget {
+/** A wl_shm buffer over a memfd of its own, for the compositor to copy an output into. */
+export function shmTarget(globals: Globals, width: number, height: number, stride: number, format: PixelFormat): ShmTarget {
   const fd = memfdCreate('wlscanout-capture', true);
   try {
     ftruncate(fd, stride * height);
@@ -43,26 +44,37 @@ function readImage(target: ShmTarget, width: number, height: number, stride: num
   return { width, height, data: toRgba(bytes, width, height, stride, format) };
 }
 
+export interface ScreencopyShm { width: number; height: number; stride: number; format: PixelFormat }
+
+/** Calls `copy` once the compositor has offered the frame's buffer types (v3: at buffer_done), with the 32-bit
+ *  wl_shm one, or null when it offered none. */
+export function onShmOffered(frame: ZwlrScreencopyFrameV1, copy: (shm: ScreencopyShm | null) => void): void {
+  let shm: ScreencopyShm | null = null;
+  frame.on({
+    buffer: (format, width, height, stride) => {
+      const f = formatByShm(format);
+      if (f && f.bytesPerPixel === 4) shm = { width, height, stride, format: f };
+      if (frame.version < 3) copy(shm);
+    },
+    bufferDone: () => copy(shm),
+  });
+}
+
 function screencopy(connection: Connection, globals: Globals, output: WlOutput): Promise<RgbaImage> {
   return new Promise((resolve, reject) => {
     const frame = globals.screencopyManager!.captureOutput(0, output);
-    let shm: { width: number; height: number; stride: number; format: PixelFormat } | null = null;
+    let shm: ScreencopyShm | null = null;
     let target: ShmTarget | null = null;
     let yInvert = false;
-    const copy = (): void => {
-      if (!shm) return reject(new Error('wlr-screencopy offered no wl_shm buffer format we know'));
+    onShmOffered(frame, (offered) => {
+      if (!offered) return reject(new Error('wlr-screencopy offered no wl_shm buffer format we know'));
+      shm = offered;
       target = shmTarget(globals, shm.width, shm.height, shm.stride, shm.format);
       frame.copy(target.buffer);
-    };
+    });
     const onError = (e: Error): void => reject(e);
     connection.once('error', onError);
     frame.on({
-      buffer: (format, width, height, stride) => {
-        const f = formatByShm(format);
-        if (f && f.bytesPerPixel === 4) shm = { width, height, stride, format: f };
-        if (frame.version < 3) copy();
-      },
-      bufferDone: () => copy(),
       flags: (flags) => { yInvert = (flags & ZwlrScreencopyFrameV1Flags.y_invert) !== 0; },
       ready: () => {
         connection.off('error', onError);
