@@ -11,6 +11,7 @@ import { BuiltinGuest } from '../src/source/builtin-guest.js';
 import { runGuest } from '../src/pipeline.js';
 import { formatByName } from '../src/formats.js';
 import { memfdCreate, ftruncate, addSeals, mmap, constants } from '../src/native/fds.js';
+import { percentiles } from '../src/percentiles.js';
 import { cpuTicks, memcpyMs } from './proc.js';
 import { steadyState, steadyStateInChild } from './steady-state.js';
 import { qemuEndToEnd } from './qemu-e2e.js';
@@ -122,12 +123,6 @@ async function presentCost(): Promise<CostRow[]> {
 
 interface LatencyRow { path: string; what: string; p50Ms: number; p99Ms: number; maxMs: number; refreshMs: number; samples: number }
 
-function percentiles(ns: number[]): { p50: number; p99: number; max: number } {
-  const s = [...ns].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] / 1e6;
-  return { p50: at(0.5), p99: at(0.99), max: s[s.length - 1] / 1e6 };
-}
-
 /** The built-in guest at 1280x800 on weston (which answers presentation feedback): flush → presented, flush → release. */
 async function latency(): Promise<LatencyRow[]> {
   const weston = await startWeston({ width: 1280, height: 800 });
@@ -149,8 +144,9 @@ async function latency(): Promise<LatencyRow[]> {
     await new Promise((r) => setTimeout(r, 200));
     presenter.close();
     guest.close();
-    const p = percentiles(presented);
-    const r = percentiles(released);
+    const p = percentiles(presented.map((ns) => ns / 1e6));
+    const r = percentiles(released.map((ns) => ns / 1e6));
+    if (!p || !r) throw new Error(`latency: ${presented.length} frames presented and ${released.length} released, none to measure`);
     return [
       { path: 'wl_shm (weston, pixman)', what: 'guest flush → presented', p50Ms: p.p50, p99Ms: p.p99, maxMs: p.max, refreshMs: refresh / 1e6, samples: presented.length },
       { path: 'wl_shm (weston, pixman)', what: 'guest flush → released to guest', p50Ms: r.p50, p99Ms: r.p99, maxMs: r.max, refreshMs: refresh / 1e6, samples: released.length },

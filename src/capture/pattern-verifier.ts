@@ -2,6 +2,7 @@
 // gaps between consecutive numbers (frames lost on the way), and the latency from guest flush to capture.
 import { decodePattern } from '../source/test-pattern.js';
 import type { RgbaImage } from './png.js';
+import { percentiles } from '../percentiles.js';
 
 export interface VerifiedFrame {
   /** Frame number encoded in the pattern's header. */
@@ -57,14 +58,12 @@ export class PatternVerifier {
   }
 
   report(): VerifyReport {
-    const sorted = [...this.latencies].sort((a, b) => a - b);
-    const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
     return {
       frames: this.count,
       mismatches: [...this.mismatches],
       missing: [...this.missing],
       repeated: [...this.repeated],
-      latencyMs: sorted.length ? { p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1] } : null,
+      latencyMs: percentiles(this.latencies),
     };
   }
 }
