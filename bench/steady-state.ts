@@ -23,36 +23,33 @@ export interface SteadyRow {
   rssFileMiB: number; rssBrkMiB: number; rssAnonMiB: number;
 }
 
-function rssByKind(): { file: number; brk: number; anon: number } {
-  const kb = { file: 0, brk: 0, anon: 0 };
-  let kind: keyof typeof kb = 'anon';
+/** One pass over /proc/self/smaps: RSS by kind of mapping, and the size of every memfd mapping (guest memory,
+ *  surfaces, pools), all in MiB. */
+function mappings(): { file: number; brk: number; anon: number; memfdMapped: number } {
+  const rssKb = { file: 0, brk: 0, anon: 0 };
+  let memfdBytes = 0;
+  let kind: keyof typeof rssKb = 'anon';
   for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
-    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
-    if (header) kind = header[1] === '[heap]' ? 'brk' : header[1].startsWith('/') && !header[1].startsWith('/memfd:') ? 'file' : 'anon';
-    else if (line.startsWith('Rss:')) kb[kind] += Number(line.split(/\s+/)[1]);
+    const header = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (header) {
+      const path = header[3];
+      if (path.startsWith('/memfd:')) memfdBytes += parseInt(header[2], 16) - parseInt(header[1], 16);
+      kind = path === '[heap]' ? 'brk' : path.startsWith('/') && !path.startsWith('/memfd:') ? 'file' : 'anon';
+    } else if (line.startsWith('Rss:')) {
+      rssKb[kind] += Number(line.split(/\s+/)[1]);
+    }
   }
-  return { file: kb.file / 1024, brk: kb.brk / 1024, anon: kb.anon / 1024 };
-}
-
-/** The size of every memfd mapping of this process (guest memory, surfaces, pools). */
-function memfdMappedMiB(): number {
-  let bytes = 0;
-  for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
-    if (!line.includes('/memfd:')) continue;
-    const [start, end] = line.split(' ')[0].split('-').map((h) => parseInt(h, 16));
-    bytes += end - start;
-  }
-  return bytes / MiB;
+  return { file: rssKb.file / 1024, brk: rssKb.brk / 1024, anon: rssKb.anon / 1024, memfdMapped: memfdBytes / MiB };
 }
 
 function memorySample(): Omit<SteadyRow, 'frames' | 'openFds' | 'resources'> {
   const usage = process.memoryUsage();
   const newSpace = getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')!;
-  const byKind = rssByKind();
+  const maps = mappings();
   return {
-    rssMiB: usage.rss / MiB, heapUsedMiB: usage.heapUsed / MiB, externalMiB: usage.external / MiB, memfdMappedMiB: memfdMappedMiB(),
+    rssMiB: usage.rss / MiB, heapUsedMiB: usage.heapUsed / MiB, externalMiB: usage.external / MiB, memfdMappedMiB: maps.memfdMapped,
     heapTotalMiB: usage.heapTotal / MiB, newSpaceMiB: newSpace.space_size / MiB,
-    rssFileMiB: byKind.file, rssBrkMiB: byKind.brk, rssAnonMiB: byKind.anon,
+    rssFileMiB: maps.file, rssBrkMiB: maps.brk, rssAnonMiB: maps.anon,
   };
 }
 
